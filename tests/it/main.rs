@@ -1,0 +1,12 @@
+//! Integration tests: each starts a real velt server (port 0, its own database) and
+//! talks to it over HTTP. Every test in a `backend_tests!` list runs against SQLite and,
+//! with `VELT_TEST_MYSQL_URL` set and `--include-ignored`, against MySQL.
+
+mod common;
+
+mod auth;
+mod crashes;
+mod devices;
+mod http;
+mod sessions;
+mod telemetry;
