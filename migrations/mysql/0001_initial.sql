@@ -13,7 +13,7 @@ CREATE TABLE users (
     created_at    BIGINT       NOT NULL,
     last_login_at BIGINT       NULL,
     UNIQUE KEY users_email (email)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- One row per issued refresh token; a family is one login's chain of rotations.
 CREATE TABLE refresh_tokens (
@@ -45,7 +45,7 @@ CREATE TABLE devices (
     KEY devices_user (user_id),
     CONSTRAINT devices_status_check CHECK (status IN ('onboarding', 'online', 'offline')),
     CONSTRAINT devices_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE sessions (
     id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,

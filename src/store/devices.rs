@@ -80,9 +80,13 @@ impl Store {
 
     /// Invalidates the device's MQTT password: returns the new token version.
     pub async fn bump_token_version(&self, user_id: i64, id: i64) -> Result<Option<i64>> {
-        let sql = "UPDATE devices SET token_version = token_version + 1 WHERE id = ? AND user_id = ?";
+        let sql =
+            "UPDATE devices SET token_version = token_version + 1 WHERE id = ? AND user_id = ?";
         on_pool!(self, p => sqlx::query(sql).bind(id).bind(user_id).execute(p).await?.rows_affected());
-        Ok(self.device_of(user_id, id).await?.map(|device| device.token_version))
+        Ok(self
+            .device_of(user_id, id)
+            .await?
+            .map(|device| device.token_version))
     }
 
     pub async fn update_device(

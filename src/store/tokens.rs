@@ -14,6 +14,15 @@ pub enum Rotation {
     Invalid,
 }
 
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    family_id: String,
+    user_id: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
 impl Store {
     pub async fn insert_refresh_token(
         &self,
@@ -39,9 +48,16 @@ impl Store {
     /// Marks refresh token `id` used, exactly once even under concurrent presentations.
     pub async fn rotate_refresh_token(&self, id: &str, now: i64) -> Result<Rotation> {
         let select = "SELECT family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE id = ?";
-        let row: Option<(String, i64, i64, Option<i64>, Option<i64>)> =
+        let row: Option<TokenRow> =
             on_pool!(self, p => sqlx::query_as(select).bind(id).fetch_optional(p).await?);
-        let Some((family_id, user_id, expires_at, used_at, revoked_at)) = row else {
+        let Some(TokenRow {
+            family_id,
+            user_id,
+            expires_at,
+            used_at,
+            revoked_at,
+        }) = row
+        else {
             return Ok(Rotation::Invalid);
         };
         if revoked_at.is_some() || expires_at <= now {

@@ -52,7 +52,11 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite:{}", dir.path().join("velt.db").display());
-                TestDb { url, mysql: None, _dir: dir }
+                TestDb {
+                    url,
+                    mysql: None,
+                    _dir: dir,
+                }
             }
             Backend::MySql => {
                 let base = std::env::var("VELT_TEST_MYSQL_URL")
@@ -61,7 +65,11 @@ impl TestDb {
                 let name = format!("velt_test_{}", velt::auth::token::random_id());
                 let url = format!("{base}/{name}");
                 // velt creates the database on connect; the guard drops it.
-                TestDb { url, mysql: Some((base, name)), _dir: dir }
+                TestDb {
+                    url,
+                    mysql: Some((base, name)),
+                    _dir: dir,
+                }
             }
         }
     }
@@ -73,14 +81,21 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((base, name)) = self.mysql.take() else { return };
+        let Some((base, name)) = self.mysql.take() else {
+            return;
+        };
         // Drop runs inside the test's runtime: use a thread with its own.
         let result = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 use sqlx::Connection;
                 let mut conn = sqlx::MySqlConnection::connect(&base).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut conn).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .execute(&mut conn)
+                    .await?;
                 Ok::<_, sqlx::Error>(())
             })
         })
@@ -121,7 +136,9 @@ pub struct Resp {
 
 impl Resp {
     pub fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or_else(|| panic!("no error text in {self:?}"))
+        self.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error text in {self:?}"))
     }
 }
 
@@ -147,14 +164,33 @@ impl TestApp {
     }
 
     pub async fn start(backend: Backend, db: std::sync::Arc<TestDb>, config: Config) -> TestApp {
+        // Server logs go to the test's captured output (shown when it fails); RUST_LOG
+        // tunes them.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "velt=info,warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let app = App::build(config).await.expect("velt starts");
         let addr = app.http_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stop.await;
         }));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { addr, http, backend, shutdown: Some(shutdown), task: Some(task), db }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        TestApp {
+            addr,
+            http,
+            backend,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            db,
+        }
     }
 
     /// Triggers graceful shutdown and waits for the server to finish.
@@ -170,7 +206,10 @@ impl TestApp {
 
     /// Hands the shutdown trigger and the server task to the test.
     pub fn take_run(&mut self) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
-        (self.shutdown.take().expect("running"), self.task.take().expect("running"))
+        (
+            self.shutdown.take().expect("running"),
+            self.task.take().expect("running"),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -178,7 +217,13 @@ impl TestApp {
     }
 
     /// Sends `body` verbatim (a `&str` or bytes), with `token` as Bearer if given.
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> Resp {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
         let mut request = self.http.request(method, self.url(path)).body(body);
         request = request.header("content-type", "application/json");
         if let Some(token) = token {
@@ -191,12 +236,27 @@ impl TestApp {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{status}: body is not JSON: {:?}", String::from_utf8_lossy(&bytes)))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{status}: body is not JSON: {:?}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
         };
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         self.raw(method, path, token, body).await
     }
@@ -210,7 +270,8 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
-        self.call(Method::PATCH, path, Some(token), Some(body)).await
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Resp {
@@ -240,7 +301,13 @@ impl TestApp {
     /// Pairs a device with a random hardware id; returns its id.
     pub async fn pair(&self, user: &User) -> i64 {
         let hardware_id = &velt::auth::token::random_id()[..16];
-        let resp = self.post("/api/v1/devices", &user.access, json!({"hardware_id": hardware_id, "alias": "wrist"})).await;
+        let resp = self
+            .post(
+                "/api/v1/devices",
+                &user.access,
+                json!({"hardware_id": hardware_id, "alias": "wrist"}),
+            )
+            .await;
         assert_eq!(resp.status, StatusCode::CREATED, "{resp:?}");
         resp.body["id"].as_i64().unwrap()
     }
@@ -323,5 +390,7 @@ pub fn mysql_addr() -> SocketAddr {
     let url = std::env::var("VELT_TEST_MYSQL_URL").expect("VELT_TEST_MYSQL_URL");
     let url = url::Url::parse(&url).unwrap();
     let host = url.host_str().unwrap().replace("localhost", "127.0.0.1");
-    format!("{host}:{}", url.port().unwrap_or(3306)).parse().unwrap()
+    format!("{host}:{}", url.port().unwrap_or(3306))
+        .parse()
+        .unwrap()
 }

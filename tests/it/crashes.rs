@@ -8,13 +8,26 @@ backend_tests!(an_impact_becomes_one_crash_of_its_owner);
 async fn an_impact_becomes_one_crash_of_its_owner(app: TestApp) {
     let (ada, eve) = (app.signup().await, app.signup().await);
     let device = app.pair(&ada).await;
-    let session = app.post("/api/v1/sessions", &ada.access, json!({"device_id": device})).await.body["id"].clone();
+    let session = app
+        .post(
+            "/api/v1/sessions",
+            &ada.access,
+            json!({"device_id": device}),
+        )
+        .await
+        .body["id"]
+        .clone();
     let mut batch = samples(device, T0, 100);
     // A 12 g spike over three samples.
     for (i, g) in [(50, 5.0), (51, 12.0), (52, 7.0)] {
         batch[i]["az"] = json!(g * 9.80665);
     }
-    assert_eq!(app.post("/api/v1/telemetry", &ada.access, batch.clone()).await.body["inserted"], 100);
+    assert_eq!(
+        app.post("/api/v1/telemetry", &ada.access, batch.clone())
+            .await
+            .body["inserted"],
+        100
+    );
 
     let crashes = app.get("/api/v1/crashes", &ada.access).await;
     assert_eq!(crashes.status, StatusCode::OK);
@@ -29,6 +42,21 @@ async fn an_impact_becomes_one_crash_of_its_owner(app: TestApp) {
 
     // A resend finds the same crash: still one.
     app.post("/api/v1/telemetry", &ada.access, batch).await;
-    assert_eq!(app.get("/api/v1/crashes", &ada.access).await.body.as_array().unwrap().len(), 1);
-    assert!(app.get("/api/v1/crashes", &eve.access).await.body.as_array().unwrap().is_empty());
+    assert_eq!(
+        app.get("/api/v1/crashes", &ada.access)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        app.get("/api/v1/crashes", &eve.access)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }

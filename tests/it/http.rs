@@ -4,17 +4,28 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{Backend, Proxy, T0, TestApp, TestDb, backend_tests, mysql_addr, samples, test_config};
+use crate::common::{
+    Backend, Proxy, T0, TestApp, TestDb, backend_tests, mysql_addr, samples, test_config,
+};
 
-backend_tests!(probes_answer, shutdown_drains_in_flight_requests_and_the_writer);
+backend_tests!(
+    probes_answer,
+    shutdown_drains_in_flight_requests_and_the_writer
+);
 
 async fn probes_answer(app: TestApp) {
     for path in ["/health", "/api/v1/health"] {
         let resp = app.call(Method::GET, path, None, None).await;
-        assert_eq!((resp.status, resp.body.clone()), (StatusCode::OK, json!({"status": "ok"})));
+        assert_eq!(
+            (resp.status, resp.body.clone()),
+            (StatusCode::OK, json!({"status": "ok"}))
+        );
     }
     for path in ["/ready", "/api/v1/ready"] {
-        assert_eq!(app.call(Method::GET, path, None, None).await.status, StatusCode::OK);
+        assert_eq!(
+            app.call(Method::GET, path, None, None).await.status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -36,7 +47,11 @@ async fn shutdown_drains_in_flight_requests_and_the_writer(mut app: TestApp) {
     socket.write_all(head.as_bytes()).await.unwrap();
     let mut interim = [0u8; 25];
     socket.read_exact(&mut interim).await.unwrap();
-    assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{:?}", String::from_utf8_lossy(&interim));
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
 
     let stopping = {
         let (shutdown, task) = app.take_run();
@@ -53,14 +68,19 @@ async fn shutdown_drains_in_flight_requests_and_the_writer(mut app: TestApp) {
     assert!(response.ends_with(r#"{"inserted":10000}"#), "{response}");
     stopping.await.unwrap().expect("clean shutdown");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 10_000);
-    assert!(app.http.get(app.url("/health")).send().await.is_err(), "the listener is closed");
+    assert!(
+        app.http.get(app.url("/health")).send().await.is_err(),
+        "the listener is closed"
+    );
     app.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn openapi_documents_every_route_and_docs_work_offline() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let doc = app.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
     assert_eq!(doc.status, StatusCode::OK);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc.body["paths"].as_object().unwrap();
@@ -89,7 +109,10 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
     for (path, method) in expected {
         let operation = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(operation.is_object(), "{method} {path} missing");
-        assert!(operation["responses"].as_object().unwrap().len() >= 2 || path.ends_with("health"), "{method} {path}: errors undocumented");
+        assert!(
+            operation["responses"].as_object().unwrap().len() >= 2 || path.ends_with("health"),
+            "{method} {path}: errors undocumented"
+        );
     }
     assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
@@ -98,8 +121,15 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
-    assert!(!html.contains("https://"), "no CDN: every asset is served by velt");
-    for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"] {
+    assert!(
+        !html.contains("https://"),
+        "no CDN: every asset is served by velt"
+    );
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
         let resp = app.http.get(app.url(asset)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{asset}");
     }
@@ -130,7 +160,10 @@ async fn cors_is_permissive_by_default_and_configurable() {
     let resp = preflight(&open).await.unwrap();
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 
-    let strict = TestApp::spawn_with(Backend::Sqlite, |c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+    let strict = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.cors_origins = vec!["https://app.example.com".into()]
+    })
+    .await;
     let resp = preflight(&strict).await.unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
@@ -141,13 +174,19 @@ async fn start_up_errors_are_clear() {
     let mut config = test_config(&db);
     config.database_url = Some(velt::config::Secret::new("postgres://localhost/velt"));
     let err = velt::App::build(config).await.err().expect("refused");
-    assert!(format!("{err:#}").contains("unsupported database URL scheme \"postgres\""), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("unsupported database URL scheme \"postgres\""),
+        "{err:#}"
+    );
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = test_config(&db);
     config.http_listen = taken.local_addr().unwrap();
     let err = velt::App::build(config).await.err().expect("refused");
-    assert!(format!("{err:#}").contains("cannot listen for HTTP"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("cannot listen for HTTP"),
+        "{err:#}"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +196,11 @@ async fn restart_keeps_data_and_migrations_are_idempotent() {
     let user = first.signup().await;
     first.stop().await.unwrap();
     let second = TestApp::start(Backend::Sqlite, db.clone(), test_config(&db)).await;
-    assert_eq!(second.get("/api/v1/auth/me", &user.access).await.status, StatusCode::OK, "same secret, same users");
+    assert_eq!(
+        second.get("/api/v1/auth/me", &user.access).await.status,
+        StatusCode::OK,
+        "same secret, same users"
+    );
 }
 
 #[tokio::test]
