@@ -127,7 +127,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// The JWT secret kept in `<data dir>/jwt-secret`, created (random, mode 0600) on first use.
-fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Secret> {
+pub(crate) fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Secret> {
     let path = data_dir.join("jwt-secret");
     match std::fs::OpenOptions::new()
         .write(true)

@@ -100,6 +100,25 @@ pub struct Config {
 
     #[command(flatten)]
     pub writer: WriterConfig,
+
+    /// Address of the MQTT broker (MQTT 3.1.1 and 5 on the same port). Port 0 picks a
+    /// free port (the bound address is logged).
+    #[arg(
+        long,
+        env = "VELT_MQTT_LISTEN",
+        default_value = "0.0.0.0:1883",
+        global = true
+    )]
+    pub mqtt_listen: SocketAddr,
+
+    /// rumqttd configuration file (`broker.toml` schema: router limits, connection
+    /// settings). Unset: the `broker.toml` built into the binary.
+    #[arg(long, env = "VELT_BROKER_CONFIG", global = true)]
+    pub broker_config: Option<PathBuf>,
+
+    /// Lifetime of device tokens (a sensor's MQTT password).
+    #[arg(long, env = "VELT_DEVICE_TOKEN_TTL", default_value = "365days", value_parser = humantime::parse_duration, global = true)]
+    pub device_token_ttl: Duration,
 }
 
 /// How the telemetry writer batches rows.
@@ -153,6 +172,9 @@ impl Config {
             max_body_bytes: 4 * 1024 * 1024,
             db_max_connections: 8,
             writer: WriterConfig::default(),
+            mqtt_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            broker_config: None,
+            device_token_ttl: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }

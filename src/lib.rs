@@ -4,6 +4,8 @@
 //! - [`app`]: builds every component and owns start-up and shutdown order.
 //! - [`api`]: the axum REST API under `/api/v1`, with its OpenAPI document.
 //! - [`auth`]: password hashing and the JWTs (knows no HTTP).
+//! - [`broker`]: the embedded rumqttd MQTT broker and its edge: authentication, topic
+//!   ACL, presence, in-process links.
 //! - [`ingest`]: the writer task every sample goes through, and crash detection.
 //! - [`store`]: the database (MySQL/MariaDB or SQLite): pools, migrations, all SQL.
 //! - [`timestamp`]: µs-since-epoch times and their RFC 3339 form.
@@ -11,6 +13,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod ingest;
 pub mod store;
