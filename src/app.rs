@@ -1,6 +1,6 @@
 //! Builds every component from the [`Config`] and owns the tasks and their shutdown
-//! order: stop accepting requests, let in-flight ones finish, drain the writer, close
-//! the database.
+//! order: stop accepting requests and connections, let in-flight requests finish, commit
+//! and acknowledge what was received, drain the writer, close the database.
 
 use std::{
     future::Future,
@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState, HttpSettings},
     auth::Tokens,
+    broker::{self, Broker, BrokerSettings},
     config::{Config, Secret},
-    ingest::Writer,
+    ingest::{Writer, mqtt::MqttIngest},
     store::{self, Store},
 };
 
@@ -29,6 +30,7 @@ pub struct App {
     store: Store,
     tokens: Arc<Tokens>,
     http: TcpListener,
+    broker: Arc<Broker>,
 }
 
 impl App {
@@ -38,19 +40,21 @@ impl App {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.clone(),
-            None => load_or_create_secret(&config.data_dir)?,
-        };
-        let tokens = Tokens::new(
-            secret.expose().as_bytes(),
-            config.access_token_ttl,
-            config.refresh_token_ttl,
-        )
-        .context("invalid JWT secret")?;
+        let tokens =
+            Arc::new(crate::auth::configured_tokens(&config).context("invalid JWT secret")?);
 
         let store = connect(&config).await?;
         store.migrate().await.context("database migration failed")?;
+        // No connection is open before the broker starts.
+        store.mark_all_offline(crate::timestamp::now_us()).await?;
+
+        let broker_config = broker::load_config(config.broker_config.as_deref())?;
+        let settings = BrokerSettings {
+            listen: config.mqtt_listen,
+            config: broker_config,
+        };
+        let broker =
+            Arc::new(Broker::start(settings, tokens.clone(), Arc::new(store.clone())).await?);
 
         let http = TcpListener::bind(config.http_listen)
             .await
@@ -59,8 +63,9 @@ impl App {
         Ok(App {
             config,
             store,
-            tokens: Arc::new(tokens),
+            tokens,
             http,
+            broker,
         })
     }
 
@@ -71,6 +76,11 @@ impl App {
             .expect("a bound listener has an address")
     }
 
+    /// The address the MQTT broker is bound to (useful with port 0).
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.broker.local_addr()
+    }
+
     /// Serves until `shutdown` resolves, then shuts down in order.
     pub async fn run(
         self,
@@ -79,9 +89,20 @@ impl App {
         let stop = CancellationToken::new();
         let (writer, writer_task) =
             Writer::spawn(self.store.clone(), self.config.writer.clone(), stop.clone());
+        let live = Arc::new(crate::ingest::live::Hub::default());
+        let ingest = MqttIngest::start(
+            &self.broker,
+            self.store.clone(),
+            writer.clone(),
+            live.clone(),
+            stop.clone(),
+        )
+        .await?;
         let state = AppState {
             store: self.store.clone(),
             writer,
+            broker: self.broker.clone(),
+            live,
             tokens: self.tokens,
             auth_limiter: Arc::new(api::auth_limiter(self.config.auth_rate_limit_per_minute)),
         };
@@ -104,7 +125,12 @@ impl App {
         .await
         .context("HTTP server failed")?;
 
-        // The router and with it every writer handle are gone: the writer drains and ends.
+        // Devices go offline and resend what was not acknowledged, to whichever node
+        // serves them next; what was received is committed and acknowledged first.
+        self.broker.shutdown().await;
+        ingest.join().await;
+        // The router, the ingest tasks and with them every writer handle are gone: the
+        // writer drains and ends.
         writer_task.await.context("writer task failed")?;
         self.store.close().await;
         tracing::info!("stopped");

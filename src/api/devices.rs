@@ -1,4 +1,5 @@
-//! `/devices`: pairing, listing, renaming and unpairing sensors. A device is visible
+//! `/devices`: pairing (with MQTT credentials), listing, renaming, unpairing sensors and
+//! rotating their credentials. A device is visible
 //! only to the user it is paired to; for anyone else it does not exist (404).
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse};
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_devices, create_device))
         .routes(routes!(get_device, update_device, delete_device))
+        .routes(routes!(rotate_token))
 }
 
 pub(super) const NOT_FOUND: Error = Error::NotFound("device not found");
@@ -75,6 +77,70 @@ impl From<Device> for DeviceView {
     }
 }
 
+/// What a sensor needs to connect to the broker. `password` is a device JWT: shown when
+/// issued (pairing, rotation), never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MqttCredentials {
+    #[schema(example = "dev-42")]
+    client_id: String,
+    #[schema(example = "42")]
+    username: String,
+    password: String,
+    topics: MqttTopics,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MqttTopics {
+    /// The device publishes telemetry batches here.
+    #[schema(example = "velt/devices/42/telemetry")]
+    telemetry: String,
+    /// The device publishes its status (battery, firmware) here.
+    status: String,
+    /// The device subscribes: velt's acknowledgements of stored batches.
+    ack: String,
+    /// The device subscribes: commands from velt.
+    cmd: String,
+}
+
+/// A freshly paired device with its MQTT credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairedDevice {
+    #[serde(flatten)]
+    device: DeviceView,
+    mqtt: MqttCredentials,
+}
+
+/// New MQTT credentials of a device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedCredentials {
+    mqtt: MqttCredentials,
+}
+
+fn credentials(
+    state: &AppState,
+    device_id: i64,
+    owner: i64,
+    token_version: i64,
+) -> Result<MqttCredentials> {
+    use velt_proto::topics::{Channel, topic};
+    let password = state
+        .tokens
+        .issue_device(device_id, owner, token_version)?
+        .token;
+    let id = device_id as u64;
+    Ok(MqttCredentials {
+        client_id: format!("dev-{device_id}"),
+        username: device_id.to_string(),
+        password,
+        topics: MqttTopics {
+            telemetry: topic(id, Channel::Telemetry),
+            status: topic(id, Channel::Status),
+            ack: topic(id, Channel::Ack),
+            cmd: topic(id, Channel::Cmd),
+        },
+    })
+}
+
 fn parse_hardware_id(raw: &str) -> Result<String> {
     let id = raw.trim().to_ascii_lowercase();
     if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -105,10 +171,10 @@ fn parse_status(raw: &str) -> Result<&'static str> {
     }
 }
 
-/// Pair a sensor with the caller's account.
+/// Pair a sensor with the caller's account; the answer carries its MQTT credentials.
 #[utoipa::path(post, path = "/devices", tag = "devices", request_body = CreateDevice, security(("bearer" = [])),
     responses(
-        (status = 201, description = "Paired", body = DeviceView),
+        (status = 201, description = "Paired", body = PairedDevice),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
         (status = 409, description = "`device already paired` (to any account)", body = ErrorBody),
@@ -129,7 +195,14 @@ async fn create_device(
         Err(store::Error::Conflict) => return Err(Error::Conflict("device already paired")),
         other => other?,
     };
-    Ok((StatusCode::CREATED, axum::Json(DeviceView::from(device))))
+    let mqtt = credentials(&state, device.id, user.id, device.token_version)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(PairedDevice {
+            device: device.into(),
+            mqtt,
+        }),
+    ))
 }
 
 /// The caller's devices.
@@ -205,9 +278,32 @@ async fn delete_device(
     user: AuthUser,
     Id(id): Id,
 ) -> Result<StatusCode> {
-    if state.store.delete_device(user.id, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(NOT_FOUND)
+    if !state.store.delete_device(user.id, id).await? {
+        return Err(NOT_FOUND);
     }
+    state.broker.disconnect_device(id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issue new MQTT credentials: the old password stops working and the device's live
+/// connection is dropped at once.
+#[utoipa::path(post, path = "/devices/{id}/token", tag = "devices", params(("id" = i64, Path, description = "Device id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "New credentials", body = RotatedCredentials),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 404, description = "`device not found`", body = ErrorBody),
+    ))]
+async fn rotate_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Id(id): Id,
+) -> Result<axum::Json<RotatedCredentials>> {
+    let version = state
+        .store
+        .bump_token_version(user.id, id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    state.broker.disconnect_device(id).await;
+    let mqtt = credentials(&state, id, user.id, version)?;
+    Ok(axum::Json(RotatedCredentials { mqtt }))
 }

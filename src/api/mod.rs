@@ -33,13 +33,17 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{Error, ErrorBody, Result};
 
-use crate::{auth::Tokens, ingest::Writer, store::Store};
+use crate::{auth::Tokens, broker::Broker, ingest::Writer, store::Store};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub writer: Writer,
+    /// To drop a device's live MQTT connection when its credentials end.
+    pub broker: Arc<Broker>,
+    /// Live samples and presence per device, for WebSocket watchers.
+    pub live: Arc<crate::ingest::live::Hub>,
     pub tokens: Arc<Tokens>,
     pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }

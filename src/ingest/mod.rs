@@ -6,6 +6,7 @@
 
 pub mod acks;
 pub mod crash;
+pub mod live;
 pub mod mqtt;
 pub mod writer;
 

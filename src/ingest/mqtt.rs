@@ -29,7 +29,13 @@ use velt_proto::{
     topics::{self, Channel},
 };
 
-use super::{Receipt, Writer, acks::AckState, crash, writer::Count};
+use super::{
+    Receipt, Writer,
+    acks::AckState,
+    crash,
+    live::{Hub, LiveEvent},
+    writer::Count,
+};
 use crate::{
     broker::{Broker, Link, PresenceEvent},
     store::{Store, TelemetryRow},
@@ -59,7 +65,11 @@ fn bump(counter: &AtomicU64) {
 
 /// Work for the acker, in arrival order.
 enum AckWork {
-    Committed { device_id: i64, seq: u64, receipt: Receipt },
+    Committed {
+        device_id: i64,
+        seq: u64,
+        receipt: Receipt,
+    },
     /// The device (re)connected: tell it where it stands.
     Resync { device_id: i64 },
 }
@@ -74,12 +84,20 @@ impl MqttIngest {
     /// Subscribes and starts the receiver, acker and presence tasks. They stop when
     /// `stop` is cancelled; [`MqttIngest::join`] waits until every received batch is
     /// committed and acknowledged.
-    pub async fn start(broker: &Broker, store: Store, writer: Writer, stop: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn start(
+        broker: &Broker,
+        store: Store,
+        writer: Writer,
+        live: Arc<Hub>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let mut inbound = broker.link("velt-ingest").await?;
         inbound.subscribe(topics::TELEMETRY_FILTER).await?;
         inbound.subscribe(topics::STATUS_FILTER).await?;
         let outbound = broker.link("velt-acker").await?;
-        let presence = broker.presence().ok_or_else(|| anyhow::anyhow!("presence events already taken"))?;
+        let presence = broker
+            .presence()
+            .ok_or_else(|| anyhow::anyhow!("presence events already taken"))?;
 
         let metrics = Arc::new(Metrics::default());
         let (ack_tx, ack_rx) = mpsc::channel(4096);
@@ -88,13 +106,14 @@ impl MqttIngest {
             writer,
             metrics: metrics.clone(),
             acks: ack_tx.clone(),
+            live: live.clone(),
             owners: HashMap::new(),
             open_sessions: HashMap::new(),
         };
         let tasks = vec![
             tokio::spawn(receiver.run(inbound, stop.clone())),
             tokio::spawn(acker(outbound, ack_rx, metrics.clone())),
-            tokio::spawn(apply_presence(presence, store, ack_tx, stop)),
+            tokio::spawn(apply_presence(presence, store, ack_tx, live, stop)),
         ];
         Ok(MqttIngest { metrics, tasks })
     }
@@ -112,6 +131,7 @@ struct Receiver {
     writer: Writer,
     metrics: Arc<Metrics>,
     acks: mpsc::Sender<AckWork>,
+    live: Arc<Hub>,
     /// device id → (owner, fetched at); `None` owner = no such device.
     owners: HashMap<i64, (Option<i64>, Instant)>,
     /// device id → (open session, fetched at).
@@ -155,14 +175,31 @@ impl Receiver {
         let session_id = self.session_for(owner, device_id, batch.session_id()).await;
         let rows: Vec<TelemetryRow> = batch
             .samples()
-            .map(|sample| TelemetryRow { device_id, ts: sample.ts_us, session_id, accel: sample.accel, gyro: sample.gyro })
+            .map(|sample| TelemetryRow {
+                device_id,
+                ts: sample.ts_us,
+                session_id,
+                accel: sample.accel,
+                gyro: sample.gyro,
+            })
             .collect();
         let crashes = crash::detect(&rows, now_us());
+        self.live
+            .publish(device_id, || LiveEvent::Samples(Arc::new(rows.clone())));
         bump(&self.metrics.batches);
-        self.metrics.samples.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .samples
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         match self.writer.submit(rows, crashes, Count::Unneeded).await {
             Ok(receipt) => {
-                let _ = self.acks.send(AckWork::Committed { device_id, seq: batch.seq(), receipt }).await;
+                let _ = self
+                    .acks
+                    .send(AckWork::Committed {
+                        device_id,
+                        seq: batch.seq(),
+                        receipt,
+                    })
+                    .await;
             }
             Err(err) => {
                 bump(&self.metrics.write_failures);
@@ -183,7 +220,12 @@ impl Receiver {
         bump(&self.metrics.status_messages);
         let stored = self
             .store
-            .record_device_status(device_id, status.battery_pct(), status.firmware_version(), now_us())
+            .record_device_status(
+                device_id,
+                status.battery_pct(),
+                status.firmware_version(),
+                now_us(),
+            )
             .await;
         if let Err(err) = stored {
             tracing::warn!(device_id, error = %err, "device status not stored");
@@ -216,7 +258,11 @@ impl Receiver {
         if let Some(named) = named.and_then(|id| i64::try_from(id).ok()) {
             match self.store.session_of(owner, named).await {
                 Ok(Some(session)) => return Some(session.id),
-                Ok(None) => tracing::debug!(device_id, session_id = named, "batch names a foreign or unknown session"),
+                Ok(None) => tracing::debug!(
+                    device_id,
+                    session_id = named,
+                    "batch names a foreign or unknown session"
+                ),
                 Err(err) => tracing::warn!(device_id, error = %err, "session lookup failed"),
             }
         }
@@ -241,15 +287,23 @@ async fn acker(mut link: Link, mut work: mpsc::Receiver<AckWork>, metrics: Arc<M
     let mut states: HashMap<i64, AckState> = HashMap::new();
     while let Some(item) = work.recv().await {
         let (device_id, seq) = match item {
-            AckWork::Committed { device_id, seq, receipt } => match receipt.committed().await {
-                Ok(_) => (device_id, states.entry(device_id).or_default().committed(seq)),
+            AckWork::Committed {
+                device_id,
+                seq,
+                receipt,
+            } => match receipt.committed().await {
+                Ok(_) => (
+                    device_id,
+                    states.entry(device_id).or_default().committed(seq),
+                ),
                 Err(err) => {
                     bump(&metrics.write_failures);
                     tracing::warn!(device_id, seq, error = %err, "batch not committed; no ack, the device resends");
                     continue;
                 }
             },
-            AckWork::Resync { device_id } => match states.get(&device_id).and_then(AckState::acked) {
+            AckWork::Resync { device_id } => match states.get(&device_id).and_then(AckState::acked)
+            {
                 Some(acked) => (device_id, acked),
                 None => continue,
             },
@@ -269,6 +323,7 @@ async fn apply_presence(
     mut events: mpsc::Receiver<PresenceEvent>,
     store: Store,
     acks: mpsc::Sender<AckWork>,
+    live: Arc<Hub>,
     stop: CancellationToken,
 ) {
     loop {
@@ -278,12 +333,30 @@ async fn apply_presence(
         };
         let Some(event) = event else { break };
         // The event time orders a device's events, across restarts too.
-        match store.apply_presence(event.device_id, event.online, event.at_us, event.at_us).await {
-            Ok(applied) => tracing::debug!(device_id = event.device_id, online = event.online, applied, "presence"),
-            Err(err) => tracing::warn!(device_id = event.device_id, error = %err, "presence not stored"),
+        match store
+            .apply_presence(event.device_id, event.online, event.at_us, event.at_us)
+            .await
+        {
+            Ok(applied) => tracing::debug!(
+                device_id = event.device_id,
+                online = event.online,
+                applied,
+                "presence"
+            ),
+            Err(err) => {
+                tracing::warn!(device_id = event.device_id, error = %err, "presence not stored")
+            }
         }
+        live.publish(event.device_id, || LiveEvent::Presence {
+            online: event.online,
+            at: event.at_us,
+        });
         if event.online {
-            let _ = acks.send(AckWork::Resync { device_id: event.device_id }).await;
+            let _ = acks
+                .send(AckWork::Resync {
+                    device_id: event.device_id,
+                })
+                .await;
         }
     }
 }

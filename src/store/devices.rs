@@ -138,7 +138,13 @@ impl Store {
 
     /// Records a presence change unless a newer one is stored already: `version` orders
     /// the events of a device (the edge's event time in µs). Returns whether it applied.
-    pub async fn apply_presence(&self, id: i64, online: bool, at: i64, version: i64) -> Result<bool> {
+    pub async fn apply_presence(
+        &self,
+        id: i64,
+        online: bool,
+        at: i64,
+        version: i64,
+    ) -> Result<bool> {
         let sql = "UPDATE devices SET status = ?, last_seen_at = ?, presence_version = ? \
                    WHERE id = ? AND presence_version < ?";
         let status = if online { "online" } else { "offline" };
@@ -155,8 +161,15 @@ impl Store {
     }
 
     /// Stores what a device reported about itself in a `status` message.
-    pub async fn record_device_status(&self, id: i64, battery_level: u8, version: &str, at: i64) -> Result<()> {
-        let sql = "UPDATE devices SET battery_level = ?, version = ?, last_seen_at = ? WHERE id = ?";
+    pub async fn record_device_status(
+        &self,
+        id: i64,
+        battery_level: u8,
+        version: &str,
+        at: i64,
+    ) -> Result<()> {
+        let sql =
+            "UPDATE devices SET battery_level = ?, version = ?, last_seen_at = ? WHERE id = ?";
         on_pool!(self, p => sqlx::query(sql)
             .bind(i64::from(battery_level))
             .bind(version)
@@ -170,7 +183,8 @@ impl Store {
 
     /// At start-up no connection is open yet: whatever was online is offline now.
     pub async fn mark_all_offline(&self, at: i64) -> Result<u64> {
-        let sql = "UPDATE devices SET status = 'offline', presence_version = ? WHERE status = 'online'";
+        let sql =
+            "UPDATE devices SET status = 'offline', presence_version = ? WHERE status = 'online'";
         Ok(on_pool!(self, p => sqlx::query(sql).bind(at).execute(p).await?.rows_affected()))
     }
 

@@ -111,6 +111,7 @@ pub fn test_config(db: &TestDb) -> Config {
     let mut config = Config::with_data_dir(db.dir());
     config.database_url = Some(Secret::new(db.url.clone()));
     config.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.mqtt_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.jwt_secret = Some(Secret::new("integration-test-secret-0123456789abcdef"));
     config.auth_rate_limit_per_minute = 10_000;
     config.db_max_connections = 4;
@@ -119,6 +120,7 @@ pub fn test_config(db: &TestDb) -> Config {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
     pub http: reqwest::Client,
     pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
@@ -175,6 +177,7 @@ impl TestApp {
             .try_init();
         let app = App::build(config).await.expect("velt starts");
         let addr = app.http_addr();
+        let mqtt_addr = app.mqtt_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stop.await;
@@ -185,6 +188,7 @@ impl TestApp {
             .unwrap();
         TestApp {
             addr,
+            mqtt_addr,
             http,
             backend,
             shutdown: Some(shutdown),

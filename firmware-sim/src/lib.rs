@@ -1,0 +1,1 @@
+//! velt-sim: simulated wearable sensors (work in progress).
