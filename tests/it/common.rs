@@ -316,6 +316,22 @@ impl TestApp {
         resp.body["id"].as_i64().unwrap()
     }
 
+    /// Runs a query returning one float directly on the test database.
+    pub async fn scalar_f64(&self, sql: &str) -> f64 {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::MySql => {
+                let mut conn = sqlx::MySqlConnection::connect(&self.db.url).await.unwrap();
+                let value: f32 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                f64::from(value)
+            }
+        }
+    }
+
     /// Runs a query returning one integer directly on the test database.
     pub async fn scalar(&self, sql: &str) -> i64 {
         use sqlx::Connection;

@@ -3,10 +3,12 @@
 //! with `VELT_TEST_MYSQL_URL` set and `--include-ignored`, against MySQL.
 
 mod common;
+mod device;
 
 mod auth;
 mod crashes;
 mod devices;
 mod http;
+mod mqtt;
 mod sessions;
 mod telemetry;

@@ -1,0 +1,351 @@
+//! MQTT ingest end to end: real sensors (rumqttc) against the real server, on both
+//! backends: credentials, sample → row → ack, idempotent resends, bad payloads,
+//! sessions, presence and status, rotation and unpairing.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    common::{T0, TestApp, User, backend_tests},
+    device::{TestDevice, batch, motion},
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+backend_tests!(
+    pairing_returns_credentials_that_get_is_never_shown,
+    samples_become_rows_once_and_are_acknowledged,
+    malformed_and_oversized_payloads_are_skipped_and_nothing_stalls,
+    batches_go_to_their_session_or_the_open_one,
+    presence_and_status_show_in_the_device_list,
+    rotation_and_unpairing_end_the_live_connection,
+    users_watch_their_devices_live_over_mqtt,
+);
+
+/// Pairs a device and returns its pairing response.
+pub async fn pair(app: &TestApp, user: &User) -> Value {
+    let hardware_id = &velt::auth::token::random_id()[..16];
+    let resp = app
+        .post(
+            "/api/v1/devices",
+            &user.access,
+            json!({"hardware_id": hardware_id, "alias": "wrist"}),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED, "{resp:?}");
+    resp.body
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn pairing_returns_credentials_that_get_is_never_shown(app: TestApp) {
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let id = paired["id"].as_i64().unwrap();
+    let mqtt = &paired["mqtt"];
+    assert_eq!(mqtt["client_id"], format!("dev-{id}"));
+    assert_eq!(mqtt["username"], id.to_string());
+    assert_eq!(
+        mqtt["topics"]["telemetry"],
+        format!("velt/devices/{id}/telemetry")
+    );
+    assert_eq!(mqtt["topics"]["ack"], format!("velt/devices/{id}/ack"));
+    assert!(mqtt["password"].as_str().unwrap().len() > 40);
+    let shown = app
+        .get(&format!("/api/v1/devices/{id}"), &user.access)
+        .await;
+    assert!(
+        shown.body.get("mqtt").is_none()
+            && !shown
+                .body
+                .to_string()
+                .contains(mqtt["password"].as_str().unwrap())
+    );
+    let listed = app.get("/api/v1/devices", &user.access).await;
+    assert!(!listed.body.to_string().contains("password"));
+}
+
+async fn samples_become_rows_once_and_are_acknowledged(app: TestApp) {
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+    let samples = motion(T0, 50);
+    device.send(1, batch(1, None, &samples)).await;
+    device.acked_up_to(1, WAIT).await;
+    let rows = format!(
+        "SELECT COUNT(*) FROM telemetry WHERE device_id = {}",
+        device.id
+    );
+    assert_eq!(app.scalar(&rows).await, 50, "acked means committed");
+
+    // The same batch again (a lost ack), then the next one: no duplicate rows.
+    device.send(1, batch(1, None, &samples)).await;
+    device
+        .send(2, batch(2, None, &motion(T0 + 500_000, 50)))
+        .await;
+    device.acked_up_to(2, WAIT).await;
+    assert_eq!(app.scalar(&rows).await, 100);
+    assert_eq!(device.unacked(), 0);
+    // Values survive the int16 quantization within half a count.
+    let az: f64 = app
+        .scalar_f64(&format!(
+            "SELECT az FROM telemetry WHERE device_id = {} AND ts = {T0}",
+            device.id
+        ))
+        .await;
+    assert!(
+        (az - f64::from(samples[0].accel[2])).abs()
+            <= f64::from(velt_proto::ACCEL_SCALE_16G) / 2.0 + 1e-6
+    );
+}
+
+async fn malformed_and_oversized_payloads_are_skipped_and_nothing_stalls(app: TestApp) {
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+    device.send_raw(&b"definitely not postcard"[..]).await;
+    device.send_raw(Vec::new()).await;
+    let mut truncated = batch(1, None, &motion(T0, 50)).to_vec();
+    truncated.truncate(truncated.len() / 2);
+    device.send_raw(truncated).await;
+    device.send(2, batch(2, None, &motion(T0, 50))).await;
+    device.acked_up_to(2, WAIT).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 50);
+
+    // Past the broker's payload limit: that connection is closed, the broker goes on.
+    let other = pair(&app, &user).await;
+    let mut big = TestDevice::connect(app.mqtt_addr, &other["mqtt"]).await;
+    big.connected(WAIT).await;
+    big.send_raw(vec![0u8; 200 * 1024]).await;
+    eventually(WAIT, "the oversized publisher to be dropped", async || {
+        *big.connects.borrow() >= 2
+    })
+    .await;
+    device
+        .send(3, batch(3, None, &motion(T0 + 500_000, 50)))
+        .await;
+    device.acked_up_to(3, WAIT).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 100);
+}
+
+async fn batches_go_to_their_session_or_the_open_one(app: TestApp) {
+    let (user, eve) = (app.signup().await, app.signup().await);
+    let paired = pair(&app, &user).await;
+    let id = paired["id"].as_i64().unwrap();
+    let named = app
+        .post("/api/v1/sessions", &user.access, json!({}))
+        .await
+        .body["id"]
+        .as_u64()
+        .unwrap();
+    let foreign = app
+        .post("/api/v1/sessions", &eve.access, json!({}))
+        .await
+        .body["id"]
+        .as_u64()
+        .unwrap();
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+
+    device.send(1, batch(1, Some(named), &motion(T0, 10))).await;
+    device.acked_up_to(1, WAIT).await;
+    app.call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/sessions/{named}"),
+        Some(&user.access),
+        None,
+    )
+    .await;
+    let open = app
+        .post("/api/v1/sessions", &user.access, json!({"device_id": id}))
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    // Session attribution is cached for a second; let it pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Naming another user's session falls back to the device's open session.
+    device
+        .send(2, batch(2, Some(foreign), &motion(T0 + 1_000_000, 10)))
+        .await;
+    device
+        .send(3, batch(3, None, &motion(T0 + 2_000_000, 10)))
+        .await;
+    device.acked_up_to(3, WAIT).await;
+    let count = async |session: i64| {
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM telemetry WHERE session_id = {session}"
+        ))
+        .await
+    };
+    assert_eq!(count(named as i64).await, 10);
+    assert_eq!(count(open).await, 20);
+    assert_eq!(count(foreign as i64).await, 0);
+}
+
+async fn presence_and_status_show_in_the_device_list(app: TestApp) {
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let path = format!("/api/v1/devices/{}", paired["id"]);
+    assert_eq!(
+        app.get(&path, &user.access).await.body["status"],
+        "onboarding"
+    );
+    let status = async || app.get(&path, &user.access).await.body;
+
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+    eventually(WAIT, "online", async || {
+        status().await["status"] == "online"
+    })
+    .await;
+    device.send_status(87, "1.4.2").await;
+    eventually(WAIT, "the status message", async || {
+        status().await["battery_level"] == 87
+    })
+    .await;
+    let shown = status().await;
+    assert_eq!(shown["version"], "1.4.2");
+    assert!(shown["last_seen_at"].is_string());
+    device.disconnect().await;
+    eventually(WAIT, "offline after DISCONNECT", async || {
+        status().await["status"] == "offline"
+    })
+    .await;
+
+    // Unclean: the socket just goes away.
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+    eventually(WAIT, "online again", async || {
+        status().await["status"] == "online"
+    })
+    .await;
+    device.pull_the_plug();
+    eventually(WAIT, "offline after a dropped socket", async || {
+        status().await["status"] == "offline"
+    })
+    .await;
+}
+
+async fn rotation_and_unpairing_end_the_live_connection(app: TestApp) {
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let id = paired["id"].as_i64().unwrap();
+    let mut old = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    old.connected(WAIT).await;
+
+    let rotated = app
+        .post(
+            &format!("/api/v1/devices/{id}/token"),
+            &user.access,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{rotated:?}");
+    let fresh = &rotated.body["mqtt"];
+    assert_ne!(fresh["password"], paired["mqtt"]["password"]);
+    // The old connection is dropped at once and its reconnects are refused.
+    let path = format!("/api/v1/devices/{id}");
+    eventually(WAIT, "offline after rotation", async || {
+        app.get(&path, &user.access).await.body["status"] == "offline"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        *old.connects.borrow(),
+        1,
+        "the old password no longer connects"
+    );
+
+    let mut new = TestDevice::connect(app.mqtt_addr, fresh).await;
+    new.connected(WAIT).await;
+    new.send(1, batch(1, None, &motion(T0, 5))).await;
+    new.acked_up_to(1, WAIT).await;
+
+    let eve = app.signup().await;
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/devices/{id}/token"),
+            &eve.access,
+            json!({})
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+
+    assert_eq!(
+        app.delete(&path, &user.access).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let before = *new.connects.borrow();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        *new.connects.borrow(),
+        before,
+        "a deleted device cannot reconnect"
+    );
+    new.send_raw(batch(2, None, &motion(T0 + 100_000, 5))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM telemetry WHERE device_id = {id}"
+        ))
+        .await,
+        0
+    );
+}
+
+async fn users_watch_their_devices_live_over_mqtt(app: TestApp) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let id = paired["id"].as_i64().unwrap();
+    let mut options = MqttOptions::new(
+        format!("user-{}-phone", user.id),
+        "127.0.0.1",
+        app.mqtt_addr.port(),
+    );
+    options.set_credentials("app", user.access.clone());
+    options.set_keep_alive(Duration::from_secs(5));
+    let (watcher, mut events) = AsyncClient::new(options, 64);
+    watcher
+        .subscribe(format!("velt/devices/{id}/telemetry"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let seen = tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(publish))) => return publish.payload,
+                Ok(_) => {}
+                Err(err) => panic!("watcher connection failed: {err}"),
+            }
+        }
+    });
+    // Give the subscription time to reach the router before the device publishes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+    let payload = batch(1, None, &motion(T0, 20));
+    device.send(1, payload.clone()).await;
+    let received = tokio::time::timeout(WAIT, seen)
+        .await
+        .expect("watcher got the batch")
+        .unwrap();
+    assert_eq!(received, payload);
+}
