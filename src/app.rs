@@ -89,6 +89,7 @@ impl App {
         let stop = CancellationToken::new();
         let (writer, writer_task) =
             Writer::spawn(self.store.clone(), self.config.writer.clone(), stop.clone());
+        self.broker.set_backpressure(writer.saturation());
         let live = Arc::new(crate::ingest::live::Hub::default());
         let ingest = MqttIngest::start(
             &self.broker,

@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     next_ticket: AtomicU64,
     /// Closes a live connection by client id (see `Broker::disconnect_device`).
     pub kicker: Box<dyn Fn(Arc<Session>) + Send + Sync>,
+    /// True while ingest cannot take more (see `Broker::set_backpressure`).
+    pub backpressure: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Shared {
@@ -71,6 +73,7 @@ impl Shared {
             tickets: Mutex::new(HashMap::new()),
             next_ticket: AtomicU64::new(1),
             kicker,
+            backpressure: std::sync::OnceLock::new(),
         }
     }
 
@@ -313,6 +316,18 @@ impl Protocol for Edge {
                 .is_some_and(|session| session.is_cancelled())
             {
                 return Err(CLOSE);
+            }
+            // Backpressure: leave a device's PUBLISH unread while ingest is saturated.
+            // rumqttd then waits for more bytes (the next packet, a PINGREQ, or an ack
+            // written to this client re-polls the read); the client's QoS 1 window fills
+            // and it stops sending. Nothing is consumed, so nothing is lost.
+            let device = connection.session.as_ref().is_some_and(|s| s.principal.device_id().is_some());
+            if device
+                && stream.first().is_some_and(|byte| byte >> 4 == 3)
+                && self.shared.backpressure.get().is_some_and(|saturated| saturated())
+            {
+                self.shared.metrics.backpressure_stalls.fetch_add(1, Ordering::Relaxed);
+                return Err(ProtocolError::InsufficientBytes(1));
             }
             match connection.version {
                 Some(version) => version,

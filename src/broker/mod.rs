@@ -121,6 +121,8 @@ pub struct Metrics {
     pub unsubacks_synthesized: AtomicU64,
     /// Connections velt closed (`disconnect_device`, `shutdown`, revoked while connecting).
     pub kicks: AtomicU64,
+    /// Times a device's PUBLISH was held back because ingest was saturated.
+    pub backpressure_stalls: AtomicU64,
 }
 
 impl Metrics {
@@ -138,6 +140,7 @@ pub struct MetricsSnapshot {
     pub subscriptions_refused: u64,
     pub unsubacks_synthesized: u64,
     pub kicks: u64,
+    pub backpressure_stalls: u64,
     /// Presence events replaced by a newer one of the same device before delivery.
     pub presence_coalesced: u64,
     /// Connections open right now.
@@ -224,6 +227,12 @@ impl Broker {
         futures_util::future::join_all(kicks).await;
     }
 
+    /// Installs the ingest's saturation check: while it returns true, devices' PUBLISHes
+    /// are not read (their connections stall, their QoS 1 windows fill, TCP pushes back).
+    pub fn set_backpressure(&self, saturated: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.shared.backpressure.set(Box::new(saturated));
+    }
+
     /// The edge's counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         let metrics = &self.shared.metrics;
@@ -235,6 +244,7 @@ impl Broker {
             subscriptions_refused: load(&metrics.subscriptions_refused),
             unsubacks_synthesized: load(&metrics.unsubacks_synthesized),
             kicks: load(&metrics.kicks),
+            backpressure_stalls: load(&metrics.backpressure_stalls),
             presence_coalesced: load(&self.shared.presence.coalesced),
             live_connections: self.shared.registry.len() as u64,
         }

@@ -2,10 +2,10 @@
 //! batches is committed. Pure logic; the MQTT side lives in [`super::mqtt`].
 //!
 //! An ack promises "every batch up to `seq` is stored", so it only moves over a
-//! contiguous run of committed batches: a batch that arrives after a gap (an earlier one
-//! went missing) is remembered, and the ack moves over it once the gap is filled by the
-//! device's resend. The first batch seen from a device since velt started sets the base:
-//! a well-behaved device resends its oldest unacknowledged batch first.
+//! contiguous run of committed batches, starting from what was acknowledged before
+//! (persisted per device, so a restart keeps the promise). A batch that arrives after a
+//! gap (an earlier one went missing) is remembered, and the ack moves over it once the
+//! device's resend fills the gap. Device seqs start at 1.
 
 use std::collections::BTreeSet;
 
@@ -14,37 +14,40 @@ const MAX_AHEAD: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct AckState {
-    acked: Option<u64>,
+    acked: u64,
     ahead: BTreeSet<u64>,
 }
 
 impl AckState {
-    /// The highest contiguous committed seq, if any batch was committed yet.
-    pub fn acked(&self) -> Option<u64> {
+    /// A device whose batches up to `acked` are known to be stored.
+    pub fn starting_at(acked: u64) -> Self {
+        AckState { acked, ahead: BTreeSet::new() }
+    }
+
+    /// The highest contiguous committed seq.
+    pub fn acked(&self) -> u64 {
         self.acked
     }
 
     /// Batch `seq` is committed: the seq to acknowledge now.
     pub fn committed(&mut self, seq: u64) -> u64 {
-        let acked = match self.acked {
-            None => seq,
+        if seq <= self.acked {
             // A resend of something covered already (or a device whose counter was
             // reset): acknowledge exactly that batch, promising nothing more.
-            Some(acked) if seq <= acked => return seq,
-            Some(acked) if seq == acked + 1 => seq,
-            Some(acked) => {
-                if self.ahead.len() < MAX_AHEAD {
-                    self.ahead.insert(seq);
-                }
-                return acked;
-            }
-        };
-        let mut acked = acked;
-        while self.ahead.remove(&(acked + 1)) {
-            acked += 1;
+            return seq;
         }
+        if seq > self.acked + 1 {
+            if self.ahead.len() < MAX_AHEAD {
+                self.ahead.insert(seq);
+            }
+            return self.acked;
+        }
+        self.acked = seq;
+        while self.ahead.remove(&(self.acked + 1)) {
+            self.acked += 1;
+        }
+        let acked = self.acked;
         self.ahead.retain(|&s| s > acked);
-        self.acked = Some(acked);
         acked
     }
 }
@@ -56,14 +59,13 @@ mod tests {
     #[test]
     fn in_order_batches_are_acked_one_by_one() {
         let mut state = AckState::default();
-        assert_eq!(state.acked(), None);
-        assert_eq!([5, 6, 7].map(|s| state.committed(s)), [5, 6, 7]);
+        assert_eq!([1, 2, 3].map(|s| state.committed(s)), [1, 2, 3]);
+        assert_eq!(state.acked(), 3);
     }
 
     #[test]
     fn a_gap_holds_the_ack_until_it_is_filled() {
-        let mut state = AckState::default();
-        state.committed(1);
+        let mut state = AckState::starting_at(1);
         assert_eq!(state.committed(3), 1, "2 is missing");
         assert_eq!(state.committed(4), 1);
         assert_eq!(state.committed(2), 4, "the resend fills the gap");
@@ -71,11 +73,17 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_continues_from_the_persisted_ack() {
+        let mut state = AckState::starting_at(150);
+        assert_eq!(state.committed(251), 150, "151..=250 are still owed");
+        assert_eq!(state.committed(151), 151);
+    }
+
+    #[test]
     fn resends_of_acked_batches_ack_themselves() {
-        let mut state = AckState::default();
-        [1, 2, 3].map(|s| state.committed(s));
+        let mut state = AckState::starting_at(3);
         assert_eq!(state.committed(2), 2);
-        assert_eq!(state.acked(), Some(3));
+        assert_eq!(state.acked(), 3);
         assert_eq!(state.committed(4), 4);
     }
 }

@@ -112,7 +112,7 @@ impl MqttIngest {
         };
         let tasks = vec![
             tokio::spawn(receiver.run(inbound, stop.clone())),
-            tokio::spawn(acker(outbound, ack_rx, metrics.clone())),
+            tokio::spawn(acker(outbound, ack_rx, store.clone(), metrics.clone())),
             tokio::spawn(apply_presence(presence, store, ack_tx, live, stop)),
         ];
         Ok(MqttIngest { metrics, tasks })
@@ -283,37 +283,67 @@ impl Receiver {
     }
 }
 
-async fn acker(mut link: Link, mut work: mpsc::Receiver<AckWork>, metrics: Arc<Metrics>) {
+/// Awaits commits in arrival order and acknowledges them. Work is taken in rounds: the
+/// new ack positions of a round are persisted in one statement before any of its acks
+/// is published, so an ack is never sent that a restart could take back.
+async fn acker(mut link: Link, mut work: mpsc::Receiver<AckWork>, store: Store, metrics: Arc<Metrics>) {
     let mut states: HashMap<i64, AckState> = HashMap::new();
-    while let Some(item) = work.recv().await {
-        let (device_id, seq) = match item {
-            AckWork::Committed {
-                device_id,
-                seq,
-                receipt,
-            } => match receipt.committed().await {
-                Ok(_) => (
-                    device_id,
-                    states.entry(device_id).or_default().committed(seq),
-                ),
-                Err(err) => {
-                    bump(&metrics.write_failures);
-                    tracing::warn!(device_id, seq, error = %err, "batch not committed; no ack, the device resends");
-                    continue;
-                }
-            },
-            AckWork::Resync { device_id } => match states.get(&device_id).and_then(AckState::acked)
-            {
-                Some(acked) => (device_id, acked),
-                None => continue,
-            },
-        };
-        let topic = topics::topic(device_id as u64, Channel::Ack);
-        let payload = Bytes::from(velt_proto::encode_ack(&Ack { seq }));
-        if let Err(err) = link.publish(topic, payload).await {
-            tracing::error!(device_id, seq, error = %err, "ack not published");
-        } else {
-            bump(&metrics.acks);
+    let mut round = Vec::new();
+    while work.recv_many(&mut round, 1024).await > 0 {
+        let mut to_send: Vec<(i64, u64)> = Vec::new();
+        for item in round.drain(..) {
+            let (device_id, committed) = match item {
+                AckWork::Committed { device_id, seq, receipt } => match receipt.committed().await {
+                    Ok(_) => (device_id, Some(seq)),
+                    Err(err) => {
+                        bump(&metrics.write_failures);
+                        tracing::warn!(device_id, seq, error = %err, "batch not committed; no ack, the device resends");
+                        continue;
+                    }
+                },
+                AckWork::Resync { device_id } => (device_id, None),
+            };
+            let state = match states.entry(device_id) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => match store.acked_seq(device_id).await {
+                    Ok(Some(acked)) => entry.insert(AckState::starting_at(acked.max(0) as u64)),
+                    Ok(None) => continue,
+                    Err(err) => {
+                        tracing::warn!(device_id, error = %err, "ack position not loaded; no ack, the device resends");
+                        continue;
+                    }
+                },
+            };
+            let ack = match committed {
+                Some(seq) => state.committed(seq),
+                None => state.acked(),
+            };
+            to_send.push((device_id, ack));
+        }
+        // Persist the positions that moved (each device once, at its latest).
+        let mut positions: HashMap<i64, i64> = HashMap::new();
+        for (device_id, _) in &to_send {
+            if let Some(state) = states.get(device_id) {
+                positions.insert(*device_id, state.acked() as i64);
+            }
+        }
+        let positions: Vec<(i64, i64)> = positions.into_iter().collect();
+        if let Err(err) = store.save_acked_seqs(&positions).await {
+            // Unpersisted acks are not sent; forget the positions so the next round
+            // reloads what is stored (the device resends what it still holds).
+            tracing::warn!(error = %err, devices = positions.len(), "ack positions not stored; acks held back");
+            for (device_id, _) in positions {
+                states.remove(&device_id);
+            }
+            continue;
+        }
+        for (device_id, seq) in to_send {
+            let topic = topics::topic(device_id as u64, Channel::Ack);
+            let payload = Bytes::from(velt_proto::encode_ack(&Ack { seq }));
+            match link.publish(topic, payload).await {
+                Ok(()) => bump(&metrics.acks),
+                Err(err) => tracing::error!(device_id, seq, error = %err, "ack not published"),
+            }
         }
     }
     tracing::debug!("MQTT acker stopped");

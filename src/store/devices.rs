@@ -1,6 +1,8 @@
 //! The `devices` table. Every lookup takes the owner's user id, so a foreign device is
 //! indistinguishable from a missing one.
 
+use sqlx::QueryBuilder;
+
 use super::{InsertId, Result, Store, on_pool, unique_to_conflict};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -178,6 +180,34 @@ impl Store {
             .execute(p)
             .await?
             .rows_affected());
+        Ok(())
+    }
+
+    /// The seq velt last acknowledged to the device (0: nothing yet); `None` if it does
+    /// not exist.
+    pub async fn acked_seq(&self, id: i64) -> Result<Option<i64>> {
+        let sql = "SELECT acked_seq FROM devices WHERE id = ?";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await?))
+    }
+
+    /// Records acknowledged seqs, `(device id, seq)`, in one statement.
+    pub async fn save_acked_seqs(&self, acked: &[(i64, i64)]) -> Result<()> {
+        if acked.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, p => {
+            let mut query = QueryBuilder::new("UPDATE devices SET acked_seq = CASE id");
+            for (id, seq) in acked {
+                query.push(" WHEN ").push_bind(*id).push(" THEN ").push_bind(*seq);
+            }
+            query.push(" ELSE acked_seq END WHERE id IN (");
+            let mut ids = query.separated(", ");
+            for (id, _) in acked {
+                ids.push_bind(*id);
+            }
+            query.push(")");
+            query.build().execute(p).await?;
+        });
         Ok(())
     }
 

@@ -371,18 +371,23 @@ pub fn samples(device: i64, t0_us: i64, n: usize) -> Value {
 pub const T0: i64 = 1_753_722_303_000_000;
 
 /// A TCP proxy in front of a server (the database), that a test can cut to simulate an
-/// outage: every open connection is dropped and new ones are refused.
+/// outage: every open connection is dropped and new ones are refused until `resume`.
 pub struct Proxy {
     pub addr: SocketAddr,
+    target: SocketAddr,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let registry = tasks.clone();
+        let proxy = Proxy { addr: listener.local_addr().unwrap(), target, tasks: Default::default() };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (registry, target) = (self.tasks.clone(), self.target);
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let conn = tokio::spawn(async move {
@@ -393,8 +398,7 @@ impl Proxy {
                 registry.lock().unwrap().push(conn.abort_handle());
             }
         });
-        tasks.lock().unwrap().push(accept.abort_handle());
-        Proxy { addr, tasks }
+        self.tasks.lock().unwrap().push(accept.abort_handle());
     }
 
     /// Drops every connection and stops accepting.
@@ -402,6 +406,12 @@ impl Proxy {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
+    }
+
+    /// Accepts connections again, on the same address.
+    pub async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
     }
 }
 

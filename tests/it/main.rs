@@ -10,5 +10,6 @@ mod crashes;
 mod devices;
 mod http;
 mod mqtt;
+mod recovery;
 mod sessions;
 mod telemetry;

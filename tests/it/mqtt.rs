@@ -22,6 +22,7 @@ backend_tests!(
     presence_and_status_show_in_the_device_list,
     rotation_and_unpairing_end_the_live_connection,
     users_watch_their_devices_live_over_mqtt,
+    a_gap_holds_the_ack_until_the_resend_fills_it,
 );
 
 /// Pairs a device and returns its pairing response.
@@ -122,8 +123,8 @@ async fn malformed_and_oversized_payloads_are_skipped_and_nothing_stalls(app: Te
     let mut truncated = batch(1, None, &motion(T0, 50)).to_vec();
     truncated.truncate(truncated.len() / 2);
     device.send_raw(truncated).await;
-    device.send(2, batch(2, None, &motion(T0, 50))).await;
-    device.acked_up_to(2, WAIT).await;
+    device.send(1, batch(1, None, &motion(T0, 50))).await;
+    device.acked_up_to(1, WAIT).await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 50);
 
     // Past the broker's payload limit: that connection is closed, the broker goes on.
@@ -136,9 +137,9 @@ async fn malformed_and_oversized_payloads_are_skipped_and_nothing_stalls(app: Te
     })
     .await;
     device
-        .send(3, batch(3, None, &motion(T0 + 500_000, 50)))
+        .send(2, batch(2, None, &motion(T0 + 500_000, 50)))
         .await;
-    device.acked_up_to(3, WAIT).await;
+    device.acked_up_to(2, WAIT).await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 100);
 }
 
@@ -348,4 +349,23 @@ async fn users_watch_their_devices_live_over_mqtt(app: TestApp) {
         .expect("watcher got the batch")
         .unwrap();
     assert_eq!(received, payload);
+}
+
+
+async fn a_gap_holds_the_ack_until_the_resend_fills_it(app: TestApp) {
+    let user = app.signup().await;
+    let paired = pair(&app, &user).await;
+    let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
+    device.connected(WAIT).await;
+    device.send(1, batch(1, None, &motion(T0, 10))).await;
+    device.acked_up_to(1, WAIT).await;
+    // Batch 2 "lost on the way": 3 is stored, but the ack may not pass 2.
+    let lost = batch(2, None, &motion(T0 + 1_000_000, 10));
+    device.send(3, batch(3, None, &motion(T0 + 2_000_000, 10))).await;
+    eventually(WAIT, "batch 3 stored", async || app.scalar("SELECT COUNT(*) FROM telemetry").await == 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*device.acked.borrow(), 1);
+    device.send(2, lost).await;
+    device.acked_up_to(3, WAIT).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 30);
 }
