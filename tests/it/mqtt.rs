@@ -351,7 +351,6 @@ async fn users_watch_their_devices_live_over_mqtt(app: TestApp) {
     assert_eq!(received, payload);
 }
 
-
 async fn a_gap_holds_the_ack_until_the_resend_fills_it(app: TestApp) {
     let user = app.signup().await;
     let paired = pair(&app, &user).await;
@@ -361,11 +360,160 @@ async fn a_gap_holds_the_ack_until_the_resend_fills_it(app: TestApp) {
     device.acked_up_to(1, WAIT).await;
     // Batch 2 "lost on the way": 3 is stored, but the ack may not pass 2.
     let lost = batch(2, None, &motion(T0 + 1_000_000, 10));
-    device.send(3, batch(3, None, &motion(T0 + 2_000_000, 10))).await;
-    eventually(WAIT, "batch 3 stored", async || app.scalar("SELECT COUNT(*) FROM telemetry").await == 20).await;
+    device
+        .send(3, batch(3, None, &motion(T0 + 2_000_000, 10)))
+        .await;
+    eventually(WAIT, "batch 3 stored", async || {
+        app.scalar("SELECT COUNT(*) FROM telemetry").await == 20
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(*device.acked.borrow(), 1);
     device.send(2, lost).await;
     device.acked_up_to(3, WAIT).await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 30);
+}
+
+mod edge {
+    //! Authentication and ACL at the real server's MQTT port, on both backends (the
+    //! broker-level suite in tests/broker.rs covers every rule in detail).
+
+    use std::time::Duration;
+
+    use rumqttc::{
+        AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet,
+        QoS, SubscribeReasonCode,
+    };
+
+    use super::{WAIT, pair};
+    use crate::common::{TestApp, backend_tests};
+
+    backend_tests!(bad_credentials_are_refused_and_the_acl_holds_both_ways);
+
+    fn options(app: &TestApp, client_id: &str, password: &str) -> MqttOptions {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", app.mqtt_addr.port());
+        options.set_credentials("x", password);
+        options.set_keep_alive(Duration::from_secs(10));
+        options
+    }
+
+    /// Polls until CONNACK or the first error, never reconnecting.
+    async fn connect(options: MqttOptions) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+        let (client, mut events) = AsyncClient::new(options, 16);
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Event::Incoming(Packet::ConnAck(_)) = events.poll().await? {
+                    return Ok::<_, ConnectionError>(());
+                }
+            }
+        })
+        .await
+        .expect("an answer in time")?;
+        Ok((client, events))
+    }
+
+    /// Whether the next SUBACK grants the (single) filter.
+    async fn granted(events: &mut EventLoop) -> bool {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Event::Incoming(Packet::SubAck(ack)) =
+                    events.poll().await.expect("connected")
+                {
+                    return matches!(ack.return_codes[0], SubscribeReasonCode::Success(_));
+                }
+            }
+        })
+        .await
+        .expect("a SUBACK in time")
+    }
+
+    async fn bad_credentials_are_refused_and_the_acl_holds_both_ways(app: TestApp) {
+        let (ada, eve) = (app.signup().await, app.signup().await);
+        let mine = pair(&app, &ada).await;
+        let theirs = pair(&app, &eve).await;
+        let (id, password) = (
+            mine["id"].as_i64().unwrap(),
+            mine["mqtt"]["password"].as_str().unwrap(),
+        );
+        let client_id = format!("dev-{id}");
+
+        // Forged signature, a refresh token, another device's token, a foreign client id.
+        let mut forged = password.to_owned();
+        forged.pop();
+        forged.push(if password.ends_with('A') { 'B' } else { 'A' });
+        let refused = [
+            options(&app, &client_id, &forged),
+            options(&app, &client_id, &ada.refresh),
+            options(
+                &app,
+                &client_id,
+                theirs["mqtt"]["password"].as_str().unwrap(),
+            ),
+            options(&app, &format!("dev-{}", theirs["id"]), password),
+            options(&app, "velt-ingest", password),
+        ];
+        for options in refused {
+            let id = options.client_id();
+            match connect(options).await {
+                Err(ConnectionError::ConnectionRefused(
+                    ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+                )) => {}
+                other => panic!("{id}: expected a refusal, got {:?}", other.map(|_| ())),
+            }
+        }
+
+        let (device, mut events) = connect(options(&app, &client_id, password))
+            .await
+            .expect("own token accepted");
+        for (filter, allowed) in [
+            (format!("velt/devices/{id}/ack"), true),
+            ("#".to_owned(), false),
+            ("+/devices/+/telemetry".to_owned(), false),
+            ("$SYS/#".to_owned(), false),
+            (format!("velt/devices/{}/ack", theirs["id"]), false),
+        ] {
+            device.subscribe(&filter, QoS::AtLeastOnce).await.unwrap();
+            assert_eq!(granted(&mut events).await, allowed, "{filter}");
+        }
+        // Publishing on another device's topic ends the connection; nothing is stored.
+        device
+            .publish(
+                format!("velt/devices/{}/telemetry", theirs["id"]),
+                QoS::AtLeastOnce,
+                false,
+                vec![1, 2, 3],
+            )
+            .await
+            .unwrap();
+        let closed =
+            tokio::time::timeout(WAIT, async { while events.poll().await.is_ok() {} }).await;
+        assert!(closed.is_ok(), "a foreign publish disconnects");
+
+        // A non-ASCII topic is refused before the router, which keeps serving others.
+        let (device, mut events) = connect(options(&app, &client_id, password)).await.unwrap();
+        device
+            .publish("ü/x", QoS::AtMostOnce, false, vec![1])
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::timeout(WAIT, async { while events.poll().await.is_ok() {} })
+                .await
+                .is_ok()
+        );
+        let (user, mut user_events) =
+            connect(options(&app, &format!("user-{}", ada.id), &ada.access))
+                .await
+                .expect("user admitted");
+        user.subscribe(format!("velt/devices/{id}/telemetry"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        assert!(granted(&mut user_events).await);
+        user.subscribe(
+            format!("velt/devices/{}/telemetry", theirs["id"]),
+            QoS::AtLeastOnce,
+        )
+        .await
+        .unwrap();
+        assert!(!granted(&mut user_events).await, "not eve's device");
+    }
 }
