@@ -304,6 +304,12 @@ impl TestApp {
 
     /// Pairs a device with a random hardware id; returns its id.
     pub async fn pair(&self, user: &User) -> i64 {
+        self.pairing(user).await["id"].as_i64().unwrap()
+    }
+
+    /// Pairs a device with a random hardware id; returns the whole pairing response
+    /// (with its MQTT credentials).
+    pub async fn pairing(&self, user: &User) -> Value {
         let hardware_id = &velt::auth::token::random_id()[..16];
         let resp = self
             .post(
@@ -313,7 +319,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(resp.status, StatusCode::CREATED, "{resp:?}");
-        resp.body["id"].as_i64().unwrap()
+        resp.body
     }
 
     /// Runs a query returning one float directly on the test database.
@@ -381,7 +387,11 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Proxy { addr: listener.local_addr().unwrap(), target, tasks: Default::default() };
+        let proxy = Proxy {
+            addr: listener.local_addr().unwrap(),
+            target,
+            tasks: Default::default(),
+        };
         proxy.serve(listener);
         proxy
     }

@@ -27,16 +27,7 @@ backend_tests!(
 
 /// Pairs a device and returns its pairing response.
 pub async fn pair(app: &TestApp, user: &User) -> Value {
-    let hardware_id = &velt::auth::token::random_id()[..16];
-    let resp = app
-        .post(
-            "/api/v1/devices",
-            &user.access,
-            json!({"hardware_id": hardware_id, "alias": "wrist"}),
-        )
-        .await;
-    assert_eq!(resp.status, StatusCode::CREATED, "{resp:?}");
-    resp.body
+    app.pairing(user).await
 }
 
 /// Polls `check` until it holds or `within` passes.
