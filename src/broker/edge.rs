@@ -321,12 +321,22 @@ impl Protocol for Edge {
             // rumqttd then waits for more bytes (the next packet, a PINGREQ, or an ack
             // written to this client re-polls the read); the client's QoS 1 window fills
             // and it stops sending. Nothing is consumed, so nothing is lost.
-            let device = connection.session.as_ref().is_some_and(|s| s.principal.device_id().is_some());
+            let device = connection
+                .session
+                .as_ref()
+                .is_some_and(|s| s.principal.device_id().is_some());
             if device
                 && stream.first().is_some_and(|byte| byte >> 4 == 3)
-                && self.shared.backpressure.get().is_some_and(|saturated| saturated())
+                && self
+                    .shared
+                    .backpressure
+                    .get()
+                    .is_some_and(|saturated| saturated())
             {
-                self.shared.metrics.backpressure_stalls.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .backpressure_stalls
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(ProtocolError::InsufficientBytes(1));
             }
             match connection.version {

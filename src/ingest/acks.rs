@@ -21,7 +21,10 @@ pub struct AckState {
 impl AckState {
     /// A device whose batches up to `acked` are known to be stored.
     pub fn starting_at(acked: u64) -> Self {
-        AckState { acked, ahead: BTreeSet::new() }
+        AckState {
+            acked,
+            ahead: BTreeSet::new(),
+        }
     }
 
     /// The highest contiguous committed seq.

@@ -286,14 +286,23 @@ impl Receiver {
 /// Awaits commits in arrival order and acknowledges them. Work is taken in rounds: the
 /// new ack positions of a round are persisted in one statement before any of its acks
 /// is published, so an ack is never sent that a restart could take back.
-async fn acker(mut link: Link, mut work: mpsc::Receiver<AckWork>, store: Store, metrics: Arc<Metrics>) {
+async fn acker(
+    mut link: Link,
+    mut work: mpsc::Receiver<AckWork>,
+    store: Store,
+    metrics: Arc<Metrics>,
+) {
     let mut states: HashMap<i64, AckState> = HashMap::new();
     let mut round = Vec::new();
     while work.recv_many(&mut round, 1024).await > 0 {
         let mut to_send: Vec<(i64, u64)> = Vec::new();
         for item in round.drain(..) {
             let (device_id, committed) = match item {
-                AckWork::Committed { device_id, seq, receipt } => match receipt.committed().await {
+                AckWork::Committed {
+                    device_id,
+                    seq,
+                    receipt,
+                } => match receipt.committed().await {
                     Ok(_) => (device_id, Some(seq)),
                     Err(err) => {
                         bump(&metrics.write_failures);
@@ -305,14 +314,16 @@ async fn acker(mut link: Link, mut work: mpsc::Receiver<AckWork>, store: Store, 
             };
             let state = match states.entry(device_id) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => match store.acked_seq(device_id).await {
-                    Ok(Some(acked)) => entry.insert(AckState::starting_at(acked.max(0) as u64)),
-                    Ok(None) => continue,
-                    Err(err) => {
-                        tracing::warn!(device_id, error = %err, "ack position not loaded; no ack, the device resends");
-                        continue;
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    match store.acked_seq(device_id).await {
+                        Ok(Some(acked)) => entry.insert(AckState::starting_at(acked.max(0) as u64)),
+                        Ok(None) => continue,
+                        Err(err) => {
+                            tracing::warn!(device_id, error = %err, "ack position not loaded; no ack, the device resends");
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let ack = match committed {
                 Some(seq) => state.committed(seq),

@@ -138,7 +138,10 @@ impl Writer {
     /// MQTT edge's backpressure. It holds no sender, so it does not keep the task alive.
     pub fn saturation(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let (room, capacity) = (Arc::downgrade(&self.room), self.capacity);
-        move || room.upgrade().is_some_and(|room| room.available_permits() < capacity / 4)
+        move || {
+            room.upgrade()
+                .is_some_and(|room| room.available_permits() < capacity / 4)
+        }
     }
 
     /// Resolves once everything submitted before this call has been written.

@@ -15,12 +15,28 @@ use super::{Pool, Result, Store};
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
 const SQLITE: Embedded = &[
-    (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
-    (2, "device_acks", include_str!("../../migrations/sqlite/0002_device_acks.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "device_acks",
+        include_str!("../../migrations/sqlite/0002_device_acks.sql"),
+    ),
 ];
 const MYSQL: Embedded = &[
-    (1, "initial", include_str!("../../migrations/mysql/0001_initial.sql")),
-    (2, "device_acks", include_str!("../../migrations/mysql/0002_device_acks.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/mysql/0001_initial.sql"),
+    ),
+    (
+        2,
+        "device_acks",
+        include_str!("../../migrations/mysql/0002_device_acks.sql"),
+    ),
 ];
 
 #[derive(Debug)]

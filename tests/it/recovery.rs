@@ -16,7 +16,11 @@ use crate::{
 const SAMPLES_PER_BATCH: usize = 50;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `velt serve` as a child process.
@@ -41,9 +45,17 @@ impl Server {
             .expect("velt binary starts");
         let server = Server { child };
         let client = reqwest::Client::new();
-        eventually(Duration::from_secs(30), "the server to answer", async || {
-            client.get(format!("http://{http}/ready")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the server to answer",
+            async || {
+                client
+                    .get(format!("http://{http}/ready"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK)
+            },
+        )
         .await;
         server
     }
@@ -54,12 +66,18 @@ impl Server {
 }
 
 async fn api(http: SocketAddr, path: &str, token: Option<&str>, body: Value) -> Value {
-    let mut request = reqwest::Client::new().post(format!("http://{http}/api/v1{path}")).json(&body);
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{http}/api/v1{path}"))
+        .json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let response = request.send().await.unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     response.json().await.unwrap()
 }
 
@@ -68,15 +86,33 @@ async fn killed_under_load_and_restarted(backend: Backend) {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let server = Server::start(&db, http, mqtt).await;
-    let registered = api(http, "/auth/register", None, json!({"email": "k@example.com", "password": "s3cret-pass", "username": "k"})).await;
+    let registered = api(
+        http,
+        "/auth/register",
+        None,
+        json!({"email": "k@example.com", "password": "s3cret-pass", "username": "k"}),
+    )
+    .await;
     let token = registered["access_token"].as_str().unwrap();
-    let paired = api(http, "/devices", Some(token), json!({"hardware_id": "00000000000000aa", "alias": "wrist"})).await;
+    let paired = api(
+        http,
+        "/devices",
+        Some(token),
+        json!({"hardware_id": "00000000000000aa", "alias": "wrist"}),
+    )
+    .await;
     let mut device = TestDevice::connect(mqtt, &paired["mqtt"]).await;
     device.connected(Duration::from_secs(10)).await;
 
     const BATCHES: u64 = 400;
     let payloads: Vec<_> = (1..=BATCHES)
-        .map(|seq| batch(seq, None, &motion(T0 + (seq as i64 - 1) * 500_000, SAMPLES_PER_BATCH)))
+        .map(|seq| {
+            batch(
+                seq,
+                None,
+                &motion(T0 + (seq as i64 - 1) * 500_000, SAMPLES_PER_BATCH),
+            )
+        })
         .collect();
     for seq in 1..=150 {
         device.send(seq, payloads[seq as usize - 1].clone()).await;
@@ -84,7 +120,10 @@ async fn killed_under_load_and_restarted(backend: Backend) {
     device.acked_up_to(20, Duration::from_secs(20)).await;
     server.kill().await;
     let acked_before = *device.acked.borrow();
-    eprintln!("killed with {acked_before} of 150 batches acknowledged, {} unacked", device.unacked());
+    eprintln!(
+        "killed with {acked_before} of 150 batches acknowledged, {} unacked",
+        device.unacked()
+    );
     // Keep publishing into the void: these stay in the outbox.
     for seq in 151..=250 {
         device.send(seq, payloads[seq as usize - 1].clone()).await;
@@ -92,12 +131,19 @@ async fn killed_under_load_and_restarted(backend: Backend) {
 
     let server = Server::start(&db, http, mqtt).await;
     let stored = crate::recovery::count(&db, backend).await;
-    assert!(stored >= acked_before as i64 * SAMPLES_PER_BATCH as i64, "acked {acked_before} batches, found {stored} rows");
+    assert!(
+        stored >= acked_before as i64 * SAMPLES_PER_BATCH as i64,
+        "acked {acked_before} batches, found {stored} rows"
+    );
     for seq in 251..=BATCHES {
         device.send(seq, payloads[seq as usize - 1].clone()).await;
     }
     device.acked_up_to(BATCHES, Duration::from_secs(60)).await;
-    assert_eq!(crate::recovery::count(&db, backend).await, (BATCHES as usize * SAMPLES_PER_BATCH) as i64, "each sample exactly once");
+    assert_eq!(
+        crate::recovery::count(&db, backend).await,
+        (BATCHES as usize * SAMPLES_PER_BATCH) as i64,
+        "each sample exactly once"
+    );
     server.kill().await;
 }
 
@@ -145,21 +191,39 @@ async fn mysql_outage_of_30_s_stalls_acks_then_drains() {
     let paired = crate::mqtt::pair(&app, &user).await;
     let mut device = TestDevice::connect(app.mqtt_addr, &paired["mqtt"]).await;
     device.connected(Duration::from_secs(10)).await;
-    device.send(1, batch(1, None, &motion(T0, SAMPLES_PER_BATCH))).await;
+    device
+        .send(1, batch(1, None, &motion(T0, SAMPLES_PER_BATCH)))
+        .await;
     device.acked_up_to(1, Duration::from_secs(10)).await;
 
     proxy.cut();
     for seq in 2..=60 {
-        device.send(seq, batch(seq, None, &motion(T0 + seq as i64 * 500_000, SAMPLES_PER_BATCH))).await;
+        device
+            .send(
+                seq,
+                batch(
+                    seq,
+                    None,
+                    &motion(T0 + seq as i64 * 500_000, SAMPLES_PER_BATCH),
+                ),
+            )
+            .await;
     }
     let outage = tokio::time::Instant::now();
     while outage.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(*device.acked.borrow(), 1, "nothing is acknowledged while the database is away");
+        assert_eq!(
+            *device.acked.borrow(),
+            1,
+            "nothing is acknowledged while the database is away"
+        );
         let health = app.http.get(app.url("/health")).send().await.unwrap();
         assert_eq!(health.status(), StatusCode::OK, "velt stays up");
     }
     proxy.resume().await;
     device.acked_up_to(60, Duration::from_secs(60)).await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM telemetry").await, 60 * SAMPLES_PER_BATCH as i64);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM telemetry").await,
+        60 * SAMPLES_PER_BATCH as i64
+    );
 }
