@@ -106,6 +106,8 @@ impl App {
             live,
             tokens: self.tokens,
             auth_limiter: Arc::new(api::auth_limiter(self.config.auth_rate_limit_per_minute)),
+            metrics: Arc::new(api::Metrics::new(ingest.metrics.clone())),
+            shutdown: stop.clone(),
         };
         let settings = HttpSettings {
             cors_origins: self.config.cors_origins.clone(),

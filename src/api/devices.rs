@@ -281,6 +281,9 @@ async fn delete_device(
     if !state.store.delete_device(user.id, id).await? {
         return Err(NOT_FOUND);
     }
+    state
+        .live
+        .publish(id, || crate::ingest::live::LiveEvent::Unpaired);
     state.broker.disconnect_device(id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,9 @@ mod devices;
 mod error;
 mod extract;
 mod health;
+mod live;
+mod metrics;
+mod readout;
 mod sessions;
 mod telemetry;
 
@@ -32,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{Error, ErrorBody, Result};
+pub use metrics::Metrics;
 
 use crate::{auth::Tokens, broker::Broker, ingest::Writer, store::Store};
 
@@ -44,8 +48,13 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Live samples and presence per device, for WebSocket watchers.
     pub live: Arc<crate::ingest::live::Hub>,
+    /// Counters for `GET /metrics`.
+    pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
     pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Cancelled when the server shuts down: ends long-lived connections (WebSockets),
+    /// which graceful HTTP shutdown does not wait for.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// HTTP-level settings of the router.
@@ -75,7 +84,8 @@ pub fn auth_limiter(per_minute: u32) -> DefaultKeyedRateLimiter<IpAddr> {
         (name = "auth", description = "Accounts and tokens"),
         (name = "devices", description = "Paired sensors"),
         (name = "sessions", description = "Recording sessions"),
-        (name = "telemetry", description = "Sample ingest"),
+        (name = "telemetry", description = "Sample ingest, range reads, downsampling, exports, summaries"),
+        (name = "live", description = "Live samples and presence over a WebSocket"),
         (name = "crashes", description = "Detected impacts"),
         (name = "health", description = "Probes"),
     )
@@ -107,8 +117,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::router())
         .merge(sessions::router())
         .merge(telemetry::router())
+        .merge(readout::router())
+        .merge(live::router())
         .merge(crashes::router())
-        .merge(health::router());
+        .merge(health::router())
+        .merge(metrics::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()
@@ -124,6 +137,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let (api, openapi) = api();
     api.route("/health", axum::routing::get(health::health))
         .route("/ready", axum::routing::get(health::ready))
+        .route("/metrics", axum::routing::get(metrics::scrape))
         .fallback(|| async { Error::NotFound("no such route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state)

@@ -22,6 +22,8 @@ pub enum LiveEvent {
     Samples(Arc<Vec<TelemetryRow>>),
     /// The device connected (`online`) or disconnected, at `at` (µs).
     Presence { online: bool, at: i64 },
+    /// The device was unpaired: watchers stop watching.
+    Unpaired,
 }
 
 /// The registry of per-device channels; cheap to share.

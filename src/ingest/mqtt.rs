@@ -109,6 +109,7 @@ impl MqttIngest {
             live: live.clone(),
             owners: HashMap::new(),
             open_sessions: HashMap::new(),
+            named_sessions: HashMap::new(),
         };
         let tasks = vec![
             tokio::spawn(receiver.run(inbound, stop.clone())),
@@ -136,6 +137,8 @@ struct Receiver {
     owners: HashMap<i64, (Option<i64>, Instant)>,
     /// device id → (open session, fetched at).
     open_sessions: HashMap<i64, (Option<i64>, Instant)>,
+    /// (owner, session id) → (is the owner's, fetched at).
+    named_sessions: HashMap<(i64, i64), (bool, Instant)>,
 }
 
 impl Receiver {
@@ -253,18 +256,42 @@ impl Receiver {
         }
     }
 
+    /// Whether `session_id` is a session of `owner` (cached: a device names the same
+    /// session in every batch).
+    async fn named_session(&mut self, owner: i64, session_id: i64) -> bool {
+        if let Some((valid, at)) = self.named_sessions.get(&(owner, session_id))
+            && at.elapsed() < OWNER_TTL
+        {
+            return *valid;
+        }
+        match self.store.session_of(owner, session_id).await {
+            Ok(session) => {
+                // Stale entries of ended sessions would pile up: start over now and then.
+                if self.named_sessions.len() > 100_000 {
+                    self.named_sessions.clear();
+                }
+                self.named_sessions
+                    .insert((owner, session_id), (session.is_some(), Instant::now()));
+                session.is_some()
+            }
+            Err(err) => {
+                tracing::warn!(session_id, error = %err, "session lookup failed");
+                false
+            }
+        }
+    }
+
     /// The batch's own session if it is one of the owner's, else the device's open one.
     async fn session_for(&mut self, owner: i64, device_id: i64, named: Option<u64>) -> Option<i64> {
         if let Some(named) = named.and_then(|id| i64::try_from(id).ok()) {
-            match self.store.session_of(owner, named).await {
-                Ok(Some(session)) => return Some(session.id),
-                Ok(None) => tracing::debug!(
-                    device_id,
-                    session_id = named,
-                    "batch names a foreign or unknown session"
-                ),
-                Err(err) => tracing::warn!(device_id, error = %err, "session lookup failed"),
+            if self.named_session(owner, named).await {
+                return Some(named);
             }
+            tracing::debug!(
+                device_id,
+                session_id = named,
+                "batch names a foreign or unknown session"
+            );
         }
         if let Some((session, at)) = self.open_sessions.get(&device_id)
             && at.elapsed() < OPEN_SESSION_TTL

@@ -134,6 +134,11 @@ impl Writer {
         Ok(Receipt(receipt))
     }
 
+    /// Rows waiting for the writer (or being written) right now.
+    pub fn queued_rows(&self) -> usize {
+        self.capacity - self.room.available_permits()
+    }
+
     /// A check of whether the queue is nearly full (less than a quarter free), for the
     /// MQTT edge's backpressure. It holds no sender, so it does not keep the task alive.
     pub fn saturation(&self) -> impl Fn() -> bool + Send + Sync + 'static {

@@ -9,6 +9,7 @@
 mod crashes;
 mod devices;
 mod migrations;
+mod readout;
 mod sessions;
 mod telemetry;
 mod tokens;
@@ -28,6 +29,7 @@ use sqlx::{
 
 pub use crashes::{Crash, NewCrash};
 pub use devices::{Device, DeviceUpdate};
+pub use readout::{Aggregates, BucketRow, Gaps, Key, Peak, Selection, TimeRange};
 pub use sessions::{Session, StopOutcome};
 pub use telemetry::TelemetryRow;
 pub use tokens::Rotation;

@@ -506,5 +506,26 @@ mod edge {
         .await
         .unwrap();
         assert!(!granted(&mut user_events).await, "not eve's device");
+
+        // Every refusal was counted.
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let counter = |name: &str| -> u64 {
+            let line = metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {metrics}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(counter("velt_mqtt_connections_refused_total") >= 5);
+        assert!(counter("velt_mqtt_subscriptions_refused_total") >= 5);
+        assert!(counter("velt_mqtt_publishes_refused_total") >= 2);
     }
 }
