@@ -137,7 +137,7 @@ pub struct WriterConfig {
     #[arg(
         long = "writer-flush-rows",
         env = "VELT_WRITER_FLUSH_ROWS",
-        default_value_t = 20_000,
+        default_value_t = 10_000,
         global = true
     )]
     pub flush_rows: usize,
@@ -145,14 +145,25 @@ pub struct WriterConfig {
     /// …or this long after the first waiting row arrived.
     #[arg(long = "writer-flush-interval", env = "VELT_WRITER_FLUSH_INTERVAL", default_value = "5ms", value_parser = humantime::parse_duration, global = true)]
     pub flush_interval: Duration,
+
+    /// Flushes (transactions, each on its own connection) in flight at once. MySQL
+    /// ingests faster with two; SQLite has one writer and always uses one.
+    #[arg(
+        long = "writer-flushes",
+        env = "VELT_WRITER_FLUSHES",
+        default_value_t = 2,
+        global = true
+    )]
+    pub flushes: usize,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             queue_rows: 200_000,
-            flush_rows: 20_000,
+            flush_rows: 10_000,
             flush_interval: Duration::from_millis(5),
+            flushes: 2,
         }
     }
 }

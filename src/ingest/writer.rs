@@ -3,8 +3,9 @@
 //! Producers [`Writer::submit`] jobs; the queue is bounded in rows (a semaphore), so a
 //! slow database makes producers wait instead of growing memory. The task gathers jobs
 //! until [`WriterConfig::flush_rows`] rows wait or [`WriterConfig::flush_interval`] has
-//! passed since the first, then writes them all in one transaction, and only then
-//! resolves each job's [`Receipt`]. Transient database errors are retried with backoff
+//! passed since the first, then writes them all in one transaction (up to
+//! [`WriterConfig::flushes`] of them at once), and only then resolves each job's
+//! [`Receipt`]. Transient database errors are retried with backoff
 //! (the jobs, and so their producers, wait); a job the database refuses fails alone.
 //! The task ends when every [`Writer`] handle is dropped and the queue is drained.
 
@@ -12,14 +13,14 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
     time::{Instant, sleep, timeout_at},
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::WriterConfig,
-    store::{NewCrash, Store, TelemetryRow},
+    store::{Backend, NewCrash, Store, TelemetryRow},
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -158,6 +159,7 @@ impl Writer {
     }
 }
 
+#[derive(Clone)]
 struct Task {
     store: Store,
     config: WriterConfig,
@@ -168,6 +170,15 @@ impl Task {
     async fn run(self, mut inbox: mpsc::Receiver<Message>) {
         let mut jobs: Vec<Job> = Vec::new();
         let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
+        // Flushes run concurrently, each in its own transaction; receipts are per job,
+        // so commit order between flushes does not matter (rows are keyed, acks are
+        // contiguous per device).
+        let parallel = match self.store.backend() {
+            Backend::Sqlite => 1,
+            Backend::MySql => self.config.flushes.max(1),
+        };
+        let slots = Arc::new(Semaphore::new(parallel));
+        let mut running = JoinSet::new();
         while let Some(first) = inbox.recv().await {
             let deadline = Instant::now() + self.config.flush_interval;
             let mut rows = 0;
@@ -188,11 +199,24 @@ impl Task {
                 }
                 next = timeout_at(deadline, inbox.recv()).await.ok().flatten();
             }
-            self.write(std::mem::take(&mut jobs)).await;
-            for done in flushed.drain(..) {
-                let _ = done.send(());
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (task, batch) = (self.clone(), std::mem::take(&mut jobs));
+            running.spawn(async move {
+                task.write(batch).await;
+                drop(slot);
+            });
+            while running.try_join_next().is_some() {}
+            if !flushed.is_empty() {
+                // Everything submitted before the flush request is in a running flush.
+                while running.join_next().await.is_some() {}
+                for done in flushed.drain(..) {
+                    let _ = done.send(());
+                }
             }
         }
+        while running.join_next().await.is_some() {}
         tracing::debug!("writer drained and stopped");
     }
 
