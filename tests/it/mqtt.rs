@@ -379,7 +379,10 @@ mod edge {
     use super::{WAIT, pair};
     use crate::common::{TestApp, backend_tests};
 
-    backend_tests!(bad_credentials_are_refused_and_the_acl_holds_both_ways);
+    backend_tests!(
+        bad_credentials_are_refused_and_the_acl_holds_both_ways,
+        service_tokens_from_velt_token_follow_their_acl,
+    );
 
     fn options(app: &TestApp, client_id: &str, password: &str) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", app.mqtt_addr.port());
@@ -527,5 +530,52 @@ mod edge {
         assert!(counter("velt_mqtt_connections_refused_total") >= 5);
         assert!(counter("velt_mqtt_subscriptions_refused_total") >= 5);
         assert!(counter("velt_mqtt_publishes_refused_total") >= 2);
+    }
+
+    async fn service_tokens_from_velt_token_follow_their_acl(app: TestApp) {
+        // The CLI signs with the same secret the test server uses.
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_velt"))
+            .args([
+                "token",
+                "--name",
+                "etl",
+                "--acl",
+                "sub:velt/devices/+/telemetry",
+                "--ttl",
+                "5m",
+            ])
+            .env(
+                "VELT_JWT_SECRET",
+                "integration-test-secret-0123456789abcdef",
+            )
+            .env("VELT_DATA_DIR", app.db.dir())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+
+        let (service, mut events) = connect(options(&app, "svc-etl-1", &token))
+            .await
+            .expect("service admitted");
+        service
+            .subscribe("velt/devices/+/telemetry", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        assert!(granted(&mut events).await);
+        service
+            .subscribe("velt/devices/+/status", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        assert!(!granted(&mut events).await, "not in its ACL");
+        // Bound to its name: the token does not work under another client id.
+        match connect(options(&app, "svc-other", &token)).await {
+            Err(ConnectionError::ConnectionRefused(_)) => {}
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
     }
 }
