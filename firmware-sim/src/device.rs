@@ -88,6 +88,9 @@ pub struct DeviceOptions {
     pub backoff_max: Duration,
     /// MQTT packets in flight (QoS 1 publishes awaiting PUBACK) at most.
     pub inflight: u16,
+    /// QoS of telemetry publishes. 1 by default; 0 is safe too, because velt's own acks
+    /// and the outbox make delivery durable, and it saves the PUBACK in front of the ack.
+    pub telemetry_qos: QoS,
     pub firmware_version: String,
     pub seed: u64,
 }
@@ -108,6 +111,7 @@ impl Default for DeviceOptions {
             session_id: None,
             start_us: None,
             faults: Faults::default(),
+            telemetry_qos: QoS::AtLeastOnce,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             inflight: 100,
@@ -337,7 +341,7 @@ impl Device {
                             LiveStats::add(&live.connected, 1);
                             // Oldest first: whatever was not acked on earlier connections.
                             for entry in outbox.iter_mut().filter(|e| e.sent_on != connection) {
-                                send(&client, &telemetry_topic, entry, connection, publish_overhead, &mut report, &live).await;
+                                send(&client, &telemetry_topic, options.telemetry_qos, entry, connection, publish_overhead, &mut report, &live).await;
                             }
                         }
                         Link::Ack(acked) => {
@@ -404,7 +408,7 @@ impl Device {
                         last_sent: None,
                     });
                     if ready && let Some(entry) = outbox.back_mut() {
-                        send(&client, &telemetry_topic, entry, connection, publish_overhead, &mut report, &live).await;
+                        send(&client, &telemetry_topic, options.telemetry_qos, entry, connection, publish_overhead, &mut report, &live).await;
                         if options.faults.duplicate_rate > 0.0 && rng.random::<f64>() < options.faults.duplicate_rate {
                             let _ = client.publish_bytes(telemetry_topic.clone(), QoS::AtLeastOnce, false, entry.payload.clone()).await;
                             report.duplicate_batches += 1;
@@ -436,7 +440,7 @@ impl Device {
                     if ready {
                         for entry in outbox.iter_mut() {
                             if entry.last_sent.is_some_and(|sent| now >= sent + options.ack_timeout) {
-                                send(&client, &telemetry_topic, entry, connection, publish_overhead, &mut report, &live).await;
+                                send(&client, &telemetry_topic, options.telemetry_qos, entry, connection, publish_overhead, &mut report, &live).await;
                             }
                         }
                     }
@@ -465,9 +469,11 @@ impl Device {
 }
 
 /// Publishes one outbox entry and does the bookkeeping.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     client: &AsyncClient,
     topic: &str,
+    qos: QoS,
     entry: &mut Entry,
     connection: u64,
     overhead: usize,
@@ -475,12 +481,7 @@ async fn send(
     live: &LiveStats,
 ) {
     if client
-        .publish_bytes(
-            topic.to_owned(),
-            QoS::AtLeastOnce,
-            false,
-            entry.payload.clone(),
-        )
+        .publish_bytes(topic.to_owned(), qos, false, entry.payload.clone())
         .await
         .is_err()
     {

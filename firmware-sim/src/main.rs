@@ -88,6 +88,10 @@ struct Common {
     /// Resend a batch not acknowledged within this time.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     ack_timeout: Duration,
+    /// QoS of telemetry publishes: 1, or 0 (velt's acks and the outbox make it durable
+    /// either way; 0 saves the PUBACK and lowers ack latency).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
     /// After sending, wait at most this long for outstanding acks.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -263,6 +267,11 @@ fn device_options(common: &Common) -> anyhow::Result<DeviceOptions> {
             clock_skew_us: common.clock_skew.unwrap_or(0),
         },
         seed: common.seed,
+        telemetry_qos: if common.qos == 0 {
+            rumqttc::QoS::AtMostOnce
+        } else {
+            rumqttc::QoS::AtLeastOnce
+        },
         ..DeviceOptions::default()
     })
 }

@@ -256,6 +256,27 @@ async fn faults_still_store_each_sample_exactly_once(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_qos0_telemetry_with_dropped_connections_is_still_stored_exactly_once() {
+    // At QoS 0 the broker acknowledges nothing: velt's acks and the outbox alone make it
+    // durable, also across dropped connections.
+    let server = Server::start(Backend::Sqlite).await;
+    let file = provision(&server, 2).await;
+    let options = DeviceOptions {
+        telemetry_qos: rumqttc::QoS::AtMostOnce,
+        faults: Faults {
+            drop_connection_every: Some(Duration::from_millis(700)),
+            ..Faults::default()
+        },
+        ..quick_options(10_000)
+    };
+    let (summary, reports) = run(&server, &file, &options, 10_000).await;
+    assert!(summary.all_acked(), "{summary:?}");
+    assert!(summary.reconnects >= 2, "{summary:?}");
+    assert_exactly_once(&server, &reports, 10_000).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_provision_run_everything_acked_and_stored_once() {
     provision_run_everything_acked_and_stored_once(Backend::Sqlite).await;
 }
