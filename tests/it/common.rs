@@ -77,6 +77,31 @@ impl TestDb {
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
     }
+
+    /// Runs a query returning one integer on this database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        if self.mysql.is_some() {
+            let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
+    /// Runs a query returning one float (a FLOAT column on MySQL) on this database.
+    pub async fn scalar_f64(&self, sql: &str) -> f64 {
+        use sqlx::Connection;
+        if self.mysql.is_some() {
+            let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+            let value: f32 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+            f64::from(value)
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
 }
 
 impl Drop for TestDb {
@@ -324,33 +349,12 @@ impl TestApp {
 
     /// Runs a query returning one float directly on the test database.
     pub async fn scalar_f64(&self, sql: &str) -> f64 {
-        use sqlx::Connection;
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-            }
-            Backend::MySql => {
-                let mut conn = sqlx::MySqlConnection::connect(&self.db.url).await.unwrap();
-                let value: f32 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
-                f64::from(value)
-            }
-        }
+        self.db.scalar_f64(sql).await
     }
 
     /// Runs a query returning one integer directly on the test database.
     pub async fn scalar(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-            }
-            Backend::MySql => {
-                let mut conn = sqlx::MySqlConnection::connect(&self.db.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-            }
-        }
+        self.db.scalar(sql).await
     }
 }
 

@@ -130,7 +130,7 @@ async fn killed_under_load_and_restarted(backend: Backend) {
     }
 
     let server = Server::start(&db, http, mqtt).await;
-    let stored = crate::recovery::count(&db, backend).await;
+    let stored = db.scalar("SELECT COUNT(*) FROM telemetry").await;
     assert!(
         stored >= acked_before as i64 * SAMPLES_PER_BATCH as i64,
         "acked {acked_before} batches, found {stored} rows"
@@ -140,26 +140,11 @@ async fn killed_under_load_and_restarted(backend: Backend) {
     }
     device.acked_up_to(BATCHES, Duration::from_secs(60)).await;
     assert_eq!(
-        crate::recovery::count(&db, backend).await,
+        db.scalar("SELECT COUNT(*) FROM telemetry").await,
         (BATCHES as usize * SAMPLES_PER_BATCH) as i64,
         "each sample exactly once"
     );
     server.kill().await;
-}
-
-async fn count(db: &TestDb, backend: Backend) -> i64 {
-    use sqlx::Connection;
-    let sql = "SELECT COUNT(*) FROM telemetry";
-    match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        }
-        Backend::MySql => {
-            let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
